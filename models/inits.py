@@ -1,0 +1,114 @@
+"""Weight and score distributions (../shared/reference/inits.md).
+
+Every weight init is a function `(shape, fans, k) -> Tensor` drawn from the global torch RNG, so a
+trial's seed fixes it. `shape` may carry a trailing K axis (slot machines: K values per
+connection); `fans` are always those of the layer without it.
+
+`scaled_<name>` multiplies the std by 1/sqrt(k), k the fraction KEPT, so that the kept
+sub-network has the variance the unscaled init gives a dense layer. The edge-popup reference
+scales by the fraction removed (right only at k = 0.5, its issue #9); this is right for every k.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+GAIN_RELU = math.sqrt(2.0)
+
+
+@dataclass(frozen=True)
+class Fans:
+    fan_in: int
+    fan_out: int
+    is_linear: bool  # Slot Machines' paper preset treats FC layers differently (lambda = 0.1)
+
+
+def fans_of(base_shape: tuple[int, ...]) -> Fans:
+    """Fans of a conv weight (out, in, kh, kw) or linear weight (out, in)."""
+    receptive = math.prod(base_shape[2:]) if len(base_shape) > 2 else 1
+    return Fans(base_shape[1] * receptive, base_shape[0] * receptive, len(base_shape) == 2)
+
+
+def kaiming_std(f: Fans) -> float:
+    return GAIN_RELU / math.sqrt(f.fan_in)
+
+
+def xavier_std(f: Fans) -> float:
+    return math.sqrt(2.0 / (f.fan_in + f.fan_out))
+
+
+def _normal(std: float, shape) -> torch.Tensor:
+    return torch.randn(shape) * std
+
+
+def _signed(c: float, shape) -> torch.Tensor:
+    # sign uniform: Bernoulli(0.5) -> {-1, +1}
+    return (torch.randint(0, 2, shape).float() * 2 - 1) * c
+
+
+def _uniform(bound: float, shape, low: float | None = None) -> torch.Tensor:
+    low = -bound if low is None else low
+    return torch.rand(shape) * (bound - low) + low
+
+
+_BASE: dict[str, Callable[[tuple, Fans, float], torch.Tensor]] = {
+    "kaiming_normal": lambda s, f, m: _normal(kaiming_std(f) * m, s),
+    "kaiming_uniform": lambda s, f, m: _uniform(math.sqrt(3.0) * kaiming_std(f) * m, s),
+    "signed_constant": lambda s, f, m: _signed(kaiming_std(f) * m, s),
+    "unsigned_constant": lambda s, f, m: torch.full(s, kaiming_std(f) * m),
+    "xavier_normal": lambda s, f, m: _normal(xavier_std(f) * m, s),
+    "xavier_constant": lambda s, f, m: _signed(xavier_std(f) * m, s),
+}
+
+
+def _slot_code(s, f, m):
+    # Reference code: Glorot uniform values, b = sqrt(6 / (fan_in + fan_out)).
+    return _uniform(math.sqrt(6.0 / (f.fan_in + f.fan_out)) * m, s)
+
+
+def _slot_paper(s, f, m):
+    # Paper: U(-sigma_x, sigma_x) with sigma_x the Glorot normal std.
+    return _uniform(xavier_std(f) * m, s)
+
+
+INITS: dict[str, Callable[[tuple, Fans, float], torch.Tensor]] = {"auto": None}  # type: ignore
+for _name, _fn in _BASE.items():
+    INITS[_name] = _fn
+    INITS["scaled_" + _name] = _fn  # the 1/sqrt(k) factor is applied in init_weights
+INITS["slot-code"] = _slot_code
+INITS["slot-paper"] = _slot_paper
+
+
+def init_weights(name: str, shape: tuple[int, ...], base_shape: tuple[int, ...], k: float = 1.0
+                 ) -> torch.Tensor:
+    """Draw frozen (or initial) weights of `shape` for a layer whose weight is `base_shape`."""
+    if name not in INITS or name == "auto":
+        raise KeyError(f"unknown init {name!r}; known: {', '.join(sorted(n for n in INITS if n != 'auto'))}")
+    mult = 1.0 / math.sqrt(k) if name.startswith("scaled_") else 1.0
+    return INITS[name](tuple(shape), fans_of(base_shape), mult)
+
+
+# --- scores -------------------------------------------------------------------------------------
+SCORE_INITS = ["auto", "kaiming_uniform", "constant", "slot-code", "slot-paper", "normal"]
+
+
+def init_scores(name: str, shape: tuple[int, ...], base_shape: tuple[int, ...],
+                const: float = 0.0) -> torch.Tensor:
+    f = fans_of(base_shape)
+    if name == "kaiming_uniform":
+        # edge-popup reference: kaiming_uniform_(a=sqrt(5)) = U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+        return _uniform(1.0 / math.sqrt(f.fan_in), shape)
+    if name == "constant":
+        return torch.full(tuple(shape), float(const))
+    if name == "slot-code":
+        return _uniform(math.sqrt(6.0 / (f.fan_in + f.fan_out)), shape, low=0.0)
+    if name == "slot-paper":
+        lam = 0.1 if f.is_linear else 1.0
+        return _uniform(lam * xavier_std(f), shape, low=0.0)
+    if name == "normal":
+        return torch.randn(tuple(shape)) * 0.01
+    raise KeyError(f"unknown score init {name!r}; known: {', '.join(SCORE_INITS)}")

@@ -1,0 +1,131 @@
+"""What every selection layer shares: a frozen weight (or K of them), trainable scores, and a
+forward that applies F.conv2d / F.linear to `effective_weight()`.
+
+Each method (one file each) subclasses `SelectionLayer` and implements `compute_weight` and
+`selection`. Deterministic selections are cached in eval mode keyed by the scores' version
+counter, which every optimiser step and `load_state_dict` bumps: evaluation recomputes nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """Geometry of one conv (out, in, kh, kw) or linear (out, in) layer."""
+
+    shape: tuple[int, ...]
+    stride: int = 1
+    padding: int = 0
+
+    @property
+    def is_conv(self) -> bool:
+        return len(self.shape) == 4
+
+    @property
+    def connections(self) -> int:
+        return math.prod(self.shape)
+
+
+class SelectionLayer(nn.Module):
+    """Base class: forward = op(x, effective_weight())."""
+
+    method: str = "?"
+
+    def __init__(self, spec: LayerSpec):
+        super().__init__()
+        self.spec = spec
+        self._cache: tuple[int, torch.Tensor] | None = None
+
+    @property
+    def connections(self) -> int:
+        """Connections (weight entries) of this layer: no K, no scores, no biases."""
+        return self.spec.connections
+
+    # -- to implement -------------------------------------------------------------------------
+    def compute_weight(self) -> torch.Tensor:
+        """The weight the forward pass uses (autograd reaches the scores straight through)."""
+        raise NotImplementedError
+
+    def selection(self) -> torch.Tensor | None:
+        """The deterministic selection (bool mask or value index) used to count flips; None for
+        layers that select nothing."""
+        return None
+
+    def kept(self) -> torch.Tensor | None:
+        """Bool mask of connections used at evaluation (None: all of them)."""
+        return None
+
+    @torch.no_grad()
+    def kept_count(self) -> float:
+        """Connections used at evaluation (an expectation where evaluation samples)."""
+        mask = self.kept()
+        return float(self.connections if mask is None else mask.sum())
+
+    def cache_key(self) -> int | None:
+        """A number that changes whenever the evaluation weight would; None disables caching."""
+        return None
+
+    # -- shared -------------------------------------------------------------------------------
+    def effective_weight(self) -> torch.Tensor:
+        if self.training:
+            self._cache = None
+            return self.compute_weight()
+        key = self.cache_key()
+        if key is None:
+            return self.compute_weight()
+        if self._cache is None or self._cache[0] != key:
+            with torch.no_grad():
+                self._cache = (key, self.compute_weight())
+        return self._cache[1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.effective_weight()
+        if self.spec.is_conv:
+            return F.conv2d(x, w, None, self.spec.stride, self.spec.padding)
+        return F.linear(x, w)
+
+    @torch.no_grad()
+    def materialize(self) -> torch.Tensor:
+        """The evaluation weight as a plain tensor (finetuning starts from it)."""
+        was = self.training
+        self.eval()
+        try:
+            return self.effective_weight().detach().clone()
+        finally:
+            self.train(was)
+
+    def frozen_values(self) -> torch.Tensor:
+        """The fixed random values behind the selection (for selected/unselected histograms)."""
+        return self.weight
+
+    def extra_repr(self) -> str:
+        s = f"shape={tuple(self.spec.shape)}"
+        if self.spec.is_conv:
+            s += f", stride={self.spec.stride}, padding={self.spec.padding}"
+        return s
+
+
+class MaskedWeight(torch.autograd.Function):
+    """weight * mask forward; backward sends dL/dW_eff * weight to `score` as though the mask were
+    the score itself (straight-through). One multiply each way, no extra graph nodes."""
+
+    @staticmethod
+    def forward(ctx, weight, score, mask):
+        ctx.save_for_backward(weight)
+        return weight * mask
+
+    @staticmethod
+    def backward(ctx, grad):
+        (weight,) = ctx.saved_tensors
+        return None, grad * weight, None
+
+
+def selection_layers(model: nn.Module) -> list[tuple[str, SelectionLayer]]:
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, SelectionLayer)]

@@ -1,0 +1,69 @@
+"""Zhou et al. (2019) supermask: mask ~ Bernoulli(sigmoid(logit)), straight-through.
+
+The gradient reaches p = sigmoid(logit) as if the sampled mask were p, then the sigmoid. At
+evaluation the mask is either sampled (the references' behaviour, noisy) or the expected mask
+p > 0.5 (deterministic, cached): `eval_mode` says which, and every result records it.
+Optional dynamic scaling (TF reference): weights x n / kept, so the layer's output scale does not
+shrink with sparsity.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .base import LayerSpec, MaskedWeight, SelectionLayer
+
+
+class SupermaskLayer(SelectionLayer):
+    method = "supermask"
+
+    def __init__(self, spec: LayerSpec, weight: torch.Tensor, logits: torch.Tensor,
+                 eval_mode: str = "expected", scale: bool = False):
+        super().__init__(spec)
+        self.register_buffer("weight", weight)
+        self.scores = nn.Parameter(logits)
+        self.eval_mode = eval_mode
+        self.scale = scale
+
+    def _sampling(self) -> bool:
+        return self.training or self.eval_mode == "sample"
+
+    def compute_weight(self) -> torch.Tensor:
+        p = torch.sigmoid(self.scores)
+        with torch.no_grad():
+            mask = torch.bernoulli(p) if self._sampling() else (p > 0.5)
+            mask = mask.to(self.weight.dtype)
+        w = MaskedWeight.apply(self.weight, p, mask)
+        if self.scale:
+            with torch.no_grad():
+                factor = mask.numel() / mask.sum().clamp_min(1.0)
+            w = w * factor
+        return w
+
+    def cache_key(self):
+        return None if self._sampling() else self.scores._version
+
+    @torch.no_grad()
+    def selection(self):
+        return self.scores > 0  # p > 0.5: the deterministic (expected) mask
+
+    kept = selection
+
+    @torch.no_grad()
+    def kept_count(self) -> float:
+        if self.eval_mode == "sample":
+            return float(torch.sigmoid(self.scores).sum())
+        return float(self.selection().sum())
+
+
+def build(spec: LayerSpec, cfg) -> SupermaskLayer:
+    from hiddenlab.models.inits import init_scores, init_weights
+
+    from .edgepopup import _score_init
+
+    weight = init_weights(cfg.resolved_init, spec.shape, spec.shape, cfg.keep)
+    # edge-popup's re-implementation of Zhou initialises logits like edge-popup scores
+    logits = init_scores(_score_init(cfg, "kaiming_uniform"), spec.shape, spec.shape,
+                         cfg.score_const)
+    return SupermaskLayer(spec, weight, logits, cfg.resolved_eval_mode, cfg.supermask_scale)

@@ -1,0 +1,3 @@
+from hiddenlab.cli import main
+
+raise SystemExit(main())
