@@ -168,6 +168,7 @@ def run_trial(cfg: TrialConfig, reporter: Reporter) -> dict:
     metrics: dict = {}
     for epoch in range(start_epoch, cfg.epochs + 1):
         t0 = time.time()
+        lr = optimizer.param_groups[0]["lr"]  # the epoch's starting lr
         torch.manual_seed(epoch_seed(cfg.seed, epoch))
         data.train.set_epoch(epoch)
         model.train()
@@ -195,7 +196,7 @@ def run_trial(cfg: TrialConfig, reporter: Reporter) -> dict:
         val_loss, val_acc = evaluate(forward, model, data.val, criterion, autocast)
         metrics = {"epoch": epoch, "train_loss": train_loss, "train_acc": float(correct) / max(seen, 1),
                    "val_loss": val_loss, "val_acc": val_acc,
-                   "lr": optimizer.param_groups[0]["lr"], "params": total}
+                   "lr": lr, "params": total}
         if selects:
             current = snapshot(layers)
             metrics["flip_rate"], metrics["flip_rate_layers"] = flip_rates(previous, current, layers)
