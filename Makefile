@@ -1,0 +1,18 @@
+# The README's two commands. Both set up a fresh machine first (scripts/setup.sh, idempotent).
+VENV ?= .venv
+RESULTS ?= results
+PYTEST_ARGS ?=
+
+.PHONY: setup run test
+
+setup:
+	@bash scripts/setup.sh
+
+# The main job: the quickstart study (every selection method, K and k on the offline `digits`
+# data) on an embedded local Ray, then its figures and report in $(RESULTS)/figures.
+run: setup
+	$(VENV)/bin/hiddenlab study run quickstart --storage $(RESULTS)
+	$(VENV)/bin/hiddenlab analysis figures --results $(RESULTS) --study quickstart --out $(RESULTS)/figures
+
+test: setup
+	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
