@@ -36,7 +36,7 @@ def register(subparsers) -> None:
 def _train(args) -> int:
     from hiddenlab.models.selection.finetune import parent_checkpoint
 
-    from .trainer import LocalReporter, run_trial
+    from .trainer import LocalReporter, TrialDiverged, run_trial
 
     cfg = TrialConfig.from_args(args)
     if cfg.method == "finetune":
@@ -51,7 +51,12 @@ def _train(args) -> int:
     reporter = LocalReporter(out, progress=args.progress and sys.stderr.isatty(),
                              keep_epochs=cfg.keep_epochs, config=cfg.to_dict())
     print(f"trial {cfg.run_id()} -> {out}", file=sys.stderr)
-    metrics = run_trial(cfg, _EchoReporter(reporter))
+    try:
+        metrics = run_trial(cfg, _EchoReporter(reporter))
+    except TrialDiverged as e:
+        print(f"hiddenlab: trial diverged: {e} (try a lower --lr; the checkpoint of the last "
+              f"finite epoch is kept in {out})", file=sys.stderr)
+        return 1
     print(json.dumps({"run_id": cfg.run_id(), **_flat(metrics)}))
     return 0
 

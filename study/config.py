@@ -118,7 +118,8 @@ class TrialConfig:
 
     # --- optimisation ------------------------------------------------------------------------
     optimizer: str = _f("sgd", "optimiser", lambda: OPTIMIZERS)
-    lr: float = _f(0.1, "peak learning rate")
+    lr: float | None = _f(None, "peak learning rate (default per method's recipe: edgepopup/"
+                          "slot-gs 0.1, dense/finetune 0.01 (Adam 3e-4), supermask 200, slot-ps 25)")
     momentum: float = _f(0.9, "SGD momentum / Adam beta1")
     nesterov: bool = _f(False, "Nesterov momentum")
     weight_decay: float = _f(1e-4, "L2 weight decay on trainable parameters (scores)")
@@ -196,7 +197,7 @@ class TrialConfig:
         for name in ("epochs", "batch_size", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(name, f"{getattr(self, name)} must be >= 1")
-        if self.lr <= 0:
+        if self.lr is not None and self.lr <= 0:
             raise ConfigError("lr", f"{self.lr} must be > 0")
         if self.weight_decay < 0:
             raise ConfigError("weight_decay", f"{self.weight_decay} must be >= 0")
@@ -218,6 +219,15 @@ class TrialConfig:
     @property
     def num_values(self) -> int:
         return (8 if self.K is None else self.K) if self.is_slot else 1
+
+    @property
+    def learning_rate(self) -> float:
+        """cfg.lr, or the method's recipe default (recipes.md) where it is not given."""
+        if self.lr is not None:
+            return self.lr
+        if self.method in ("dense", "finetune"):
+            return 3e-4 if self.optimizer == "adam" else 0.01
+        return {"supermask": 200.0, "slot-ps": 25.0}.get(self.method, 0.1)
 
     @property
     def resolved_eval_mode(self) -> str:
@@ -276,7 +286,7 @@ class TrialConfig:
 
     def _identity(self) -> dict[str, Any]:
         d = self.to_dict()
-        d["k"], d["K"] = self.keep, self.num_values
+        d["k"], d["K"], d["lr"] = self.keep, self.num_values, self.learning_rate
         d["init"], d["eval_mode"] = self.resolved_init, self.resolved_eval_mode
         return d
 

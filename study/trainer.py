@@ -226,9 +226,9 @@ def run_trial(cfg: TrialConfig, reporter: Reporter) -> dict:
 
 def make_optimizer(cfg: TrialConfig, params) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+        return torch.optim.SGD(params, lr=cfg.learning_rate, momentum=cfg.momentum,
                                weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
-    return torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.momentum, 0.999),
+    return torch.optim.Adam(params, lr=cfg.learning_rate, betas=(cfg.momentum, 0.999),
                             weight_decay=cfg.weight_decay)
 
 

@@ -52,6 +52,10 @@ def test_method_defaults():
     assert TrialConfig(method="slot-gs").resolved_init == "slot-code"
     assert TrialConfig(method="supermask").resolved_eval_mode == "expected"
     assert TrialConfig(method="dense").num_values == 1
+    assert TrialConfig(method="dense").learning_rate == 0.01  # 0.1 diverges (recipes.md)
+    assert TrialConfig(method="dense", optimizer="adam").learning_rate == 3e-4
+    assert TrialConfig(method="slot-ps").learning_rate == 25.0
+    assert TrialConfig(method="dense", lr=0.01).run_id() == TrialConfig(method="dense").run_id()
 
 
 def test_cli_flags_roundtrip():
