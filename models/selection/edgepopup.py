@@ -3,43 +3,94 @@
 Exactly `n - int((1 - k) * n)` weights are kept (the reference's count). Ties are broken by flat
 index, lower index kept, so the mask is a pure function of the scores.
 
-Fast path: sort the values only (no index scatter) and threshold at the smallest kept value;
-elements equal to the threshold are admitted in index order by a cumulative sum, which keeps the
-count exact with no device-to-host sync. On an H100 sorting values beats `torch.kthvalue` ~13x;
-on CPU `kthvalue` (a selection, not a sort) is the faster way to get the same threshold.
+Fast path: find the threshold (the smallest kept value) without sorting indices, then compare.
+On CUDA: sort the values only and admit elements equal to the threshold in index order by a
+cumulative sum, which keeps the count exact with no device-to-host sync (an H100 sorts values ~13x
+faster than `torch.kthvalue`). On CPU a selection beats any sort: numpy's introselect
+(`np.partition`, about 2x `torch.kthvalue`) gives the threshold; then `scores >= threshold` is
+the mask unless ties straddle it, which one count (a free sync on CPU) detects, and only then the
+cumulative-sum tie-break runs.
+
+The layer's weight is `weight * mask` (bool mask, no float copy) and its backward sends
+dL/dW_eff * W to the scores (times sign(S) where |S| is ranked: exactly what autograd through
+`abs` gives) in one Function: |S| is computed once per step, for ranking only.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
-from .base import LayerSpec, MaskedWeight, SelectionLayer
+from .base import LayerSpec, SelectionLayer
+
+THRESHOLD_WAYS = ("auto", "sort", "kthvalue", "partition")
+_NUMPY_DTYPES = (torch.float32, torch.float64, torch.float16)
 
 
 def kept_count(n: int, k: float) -> int:
     return n - int((1.0 - k) * n)
 
 
+def _threshold(flat: torch.Tensor, pruned: int, threshold_by: str) -> torch.Tensor:
+    """The (pruned + 1)-th smallest value of `flat`: the smallest value kept."""
+    if threshold_by == "sort":
+        return torch.sort(flat).values[pruned]
+    if threshold_by == "partition":
+        values = flat.detach().numpy()
+        return torch.tensor(np.partition(values, pruned)[pruned], dtype=flat.dtype)
+    return torch.kthvalue(flat, pruned + 1).values
+
+
 def topk_mask(scores: torch.Tensor, k: float, threshold_by: str = "auto") -> torch.Tensor:
     """Bool mask keeping exactly kept_count(n, k) largest entries; ties: lower flat index wins.
-    `threshold_by`: "sort" (fastest on CUDA), "kthvalue" (fastest on CPU) or "auto"."""
+    `threshold_by`: "sort" (fastest on CUDA), "partition" (numpy introselect, fastest on CPU),
+    "kthvalue", or "auto" (sort on CUDA; on CPU partition, or kthvalue where numpy cannot take
+    the dtype or under torch.compile)."""
     flat = scores.reshape(-1)
     n = flat.numel()
-    pruned = n - kept_count(n, k)
+    kept = kept_count(n, k)
+    pruned = n - kept
     if pruned == 0:
         return torch.ones_like(scores, dtype=torch.bool)
+    on_host = flat.device.type == "cpu" and not torch.compiler.is_compiling()
     if threshold_by == "auto":
-        threshold_by = "sort" if flat.is_cuda else "kthvalue"
-    if threshold_by == "sort":
-        threshold = torch.sort(flat).values[pruned]
-    else:
-        threshold = torch.kthvalue(flat, pruned + 1).values
+        if flat.is_cuda:
+            threshold_by = "sort"
+        else:
+            threshold_by = "partition" if on_host and flat.dtype in _NUMPY_DTYPES else "kthvalue"
+    threshold = _threshold(flat, pruned, threshold_by)
+    if on_host:
+        # A host sync costs nothing here: one comparison is the mask unless ties straddle the
+        # threshold (continuous scores: almost never), which the count reveals.
+        mask = flat >= threshold
+        if int(mask.sum()) == kept:
+            return mask.view_as(scores)
     above = flat > threshold
     ties = flat == threshold
-    room = (n - pruned) - above.sum()
+    room = kept - above.sum()
     mask = above | (ties & (torch.cumsum(ties, 0) <= room))
     return mask.view_as(scores)
+
+
+class TopKWeight(torch.autograd.Function):
+    """weight * mask forward; backward (straight-through) dL/dS = dL/dW_eff * W, times sign(S)
+    when |S| was ranked: the same operations, in the same order, as autograd through
+    `MaskedWeight(weight, scores.abs(), mask)` performs, without a second |S| in the graph."""
+
+    @staticmethod
+    def forward(ctx, weight, scores, mask, use_abs: bool):
+        ctx.use_abs = use_abs
+        ctx.save_for_backward(weight, scores if use_abs else None)
+        return weight * mask
+
+    @staticmethod
+    def backward(ctx, grad):
+        weight, scores = ctx.saved_tensors
+        grad_scores = grad * weight
+        if ctx.use_abs:
+            grad_scores = grad_scores * scores.sgn()
+        return None, grad_scores, None, None
 
 
 class EdgePopupLayer(SelectionLayer):
@@ -65,8 +116,7 @@ class EdgePopupLayer(SelectionLayer):
             return topk_mask(self.ranked(), self.k)
 
     def compute_weight(self) -> torch.Tensor:
-        mask = self.mask().to(self.weight.dtype)
-        return MaskedWeight.apply(self.weight, self.ranked(), mask)
+        return TopKWeight.apply(self.weight, self.scores, self.mask(), self.use_abs)
 
     def cache_key(self):
         return self.scores._version if self.forced_mask is None else None

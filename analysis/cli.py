@@ -1,0 +1,51 @@
+"""`hiddenlab analysis figures`: build every paper figure and table whose trials exist, the
+scaling laws and the measured-vs-published report from a study storage folder."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("analysis", help="figures, tables and the report from study results",
+                              description=__doc__)
+    sub = p.add_subparsers(dest="analysis_command", required=True, metavar="SUBCOMMAND")
+    f = sub.add_parser("figures", help="write <id>.png/.pdf/.csv(/.md) per figure and table, and "
+                       "report.md / report.html",
+                       description="For every figure and table id whose studies have finished "
+                       "trials: DIR/<id>.png and .pdf, DIR/<id>.csv with the plotted numbers "
+                       "(mean, sd, n per point), tables also as Markdown; then DIR/report.md and a "
+                       "self-contained DIR/report.html. Ids whose studies are missing are listed "
+                       "as skipped with the missing studies named.")
+    f.add_argument("--results", required=True, metavar="STORAGE",
+                   help="storage folder holding <study>/results.parquet")
+    f.add_argument("--study", action="extend", nargs="+", metavar="NAME", default=None,
+                   help="only these studies (default: every study found)")
+    f.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    f.add_argument("--id", action="extend", nargs="+", metavar="ID", default=None, dest="ids",
+                   help="only these figure/table ids (default: all)")
+    f.add_argument("--scale", default=None, metavar="SCALE",
+                   help="use the trials of this study scale (smoke, paper); default: per study "
+                   "the largest scale with finished trials")
+    f.add_argument("--no-pdf", action="store_true", help="skip the PDF copies (faster)")
+    f.set_defaults(func=run_figures)
+
+
+def run_figures(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: the CLI only writes files
+
+    from hiddenlab.study.config import ConfigError
+
+    from .registry import FIGURES
+    from .report import make_all
+
+    ids = args.ids
+    if ids:
+        unknown = [i for i in ids if i not in FIGURES]
+        if unknown:
+            raise ConfigError("id", f"unknown id {unknown[0]!r}; known: {', '.join(FIGURES)}")
+    make_all(args.results, args.out, studies=args.study, ids=ids, pdf=not args.no_pdf,
+             scale=args.scale)
+    return 0

@@ -1,0 +1,167 @@
+"""The trainer's `Reporter` under Ray Tune, and the Ray Tune trainable of hiddenlab studies.
+
+Each epoch the trainer hands over (metrics, state, artifacts): the state goes into a Tune
+checkpoint (`checkpoint.pt` in a directory Tune uploads to the storage) reported together with the
+metrics through `ray.tune.report`; `load_state` reads the latest one back (`ray.tune.get_checkpoint`)
+when Tune restores the trial after a failure or a driver restart. Artifacts (selection.json) and
+the kept epochs of `cfg.keep_epochs` (finetune parents) are written straight to the study's
+storage: `artifacts/<run_id>/` and `checkpoints/<run_id>/epoch_<E>.pt`.
+
+A trial whose loss goes NaN/inf (TrialDiverged), or that a retry cannot fix (ConfigError, e.g. a
+missing finetune parent), reports one last result with `fatal: True` and the reason, checkpoints a
+marker, and fails: the study callback stops Tune from retrying it, and should a retry still
+happen the marker makes it fail again at once.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import tempfile
+import time
+from typing import Any
+
+STATE_FILE = "checkpoint.pt"
+MARKER_FILE = "hiddenlab.json"
+
+
+def _plain(value: Any) -> Any:
+    """JSON-friendly metric values (numpy/torch scalars -> Python)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):
+        try:
+            return value.item()
+        except (ValueError, RuntimeError):
+            return str(value)
+    return value
+
+
+class TuneReporter:
+    """Implements the trainer's Reporter protocol on top of `ray.tune.report`."""
+
+    progress = False
+
+    def __init__(self, cfg, run_id: str, storage_uri: str | None = None,
+                 study: str | None = None):
+        from hiddenlab.study.storage import Storage
+
+        self.cfg = cfg
+        self.run_id = run_id
+        self.storage = Storage(storage_uri) if storage_uri else None
+        self.study = study
+        self.keep_epochs = set(cfg.keep_epochs)
+        self.started = time.time()
+        self.reports = 0
+
+    # --- Reporter protocol --------------------------------------------------------------------
+    def load_state(self) -> dict | None:
+        import torch
+        from ray import tune
+
+        from hiddenlab.study.trainer import TrialDiverged
+
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is None:
+            return None
+        with checkpoint.as_directory() as d:
+            marker = os.path.join(d, MARKER_FILE)
+            if os.path.exists(marker):
+                with open(marker) as f:
+                    meta = json.load(f)
+                if meta.get("fatal"):
+                    raise TrialDiverged(f"{meta.get('error')} (failed before; not retried)")
+            path = os.path.join(d, STATE_FILE)
+            if not os.path.exists(path):
+                return None
+            return torch.load(path, map_location="cpu", weights_only=False)
+
+    def report(self, metrics: dict, state: dict | None = None,
+               artifacts: dict | None = None) -> None:
+        import torch
+        from ray import tune
+
+        epoch = metrics.get("epoch")
+        for name, content in (artifacts or {}).items():
+            self._write_artifact(name, content)
+        out = self._metrics(metrics)
+        if state is None:
+            tune.report(out)
+            return
+        with tempfile.TemporaryDirectory(prefix="hiddenlab-ckpt-") as d:
+            path = os.path.join(d, STATE_FILE)
+            torch.save(state, path)
+            with open(os.path.join(d, MARKER_FILE), "w") as f:
+                json.dump({"run_id": self.run_id, "epoch": epoch}, f)
+            if epoch in self.keep_epochs and self.storage is not None:
+                self.storage.upload_file(path, self.study, "checkpoints", self.run_id,
+                                         f"epoch_{epoch}.pt")
+            tune.report(out, checkpoint=tune.Checkpoint.from_directory(d))
+
+    # --- failures -----------------------------------------------------------------------------
+    def report_fatal(self, error: BaseException) -> None:
+        """Last result of a trial that failed for a reason a retry cannot fix (NaN loss, a bad
+        parent): the reason, for the results table, and a marker checkpoint."""
+        from ray import tune
+
+        from hiddenlab.study.trainer import TrialDiverged
+
+        out = {"fatal": True, "diverged": isinstance(error, TrialDiverged),
+               "error": f"{type(error).__name__}: {error}", "run_id": self.run_id,
+               "hostname": socket.gethostname(), "node_id": _node_id()}
+        with tempfile.TemporaryDirectory(prefix="hiddenlab-ckpt-") as d:
+            with open(os.path.join(d, MARKER_FILE), "w") as f:
+                json.dump({"run_id": self.run_id, "fatal": True, "error": out["error"]}, f)
+            tune.report(out, checkpoint=tune.Checkpoint.from_directory(d))
+
+    # --- helpers ------------------------------------------------------------------------------
+    def _metrics(self, metrics: dict) -> dict:
+        out = {k: _plain(v) for k, v in metrics.items()}
+        out.setdefault("wall_time_s", time.time() - self.started)
+        out["run_id"] = self.run_id
+        out["hostname"] = socket.gethostname()
+        out["node_id"] = _node_id()
+        self.reports += 1
+        return out
+
+    def _write_artifact(self, name: str, content: bytes | str) -> None:
+        if self.storage is None:
+            return
+        data = content.encode() if isinstance(content, str) else bytes(content)
+        self.storage.write_bytes(data, self.study, "artifacts", self.run_id, name)
+
+
+def _node_id() -> str | None:
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+    except Exception:  # outside Ray
+        return None
+
+
+def make_trainable(storage_uri: str, study: str, cpus_per_trial: float = 1.0):
+    """The Ray Tune function trainable: one hiddenlab trial from a Tune config."""
+
+    def hiddenlab_trial(config: dict) -> None:
+        import torch
+
+        from hiddenlab.study.config import ConfigError
+        from hiddenlab.study.spaces import config_from_ray
+        from hiddenlab.study.trainer import TrialDiverged, run_trial
+
+        torch.set_num_threads(max(1, int(math.floor(cpus_per_trial))))
+        cfg = config_from_ray(config)
+        reporter = TuneReporter(cfg, config.get("run_id") or cfg.run_id(), storage_uri, study)
+        try:
+            run_trial(cfg, reporter)
+        except (TrialDiverged, ConfigError) as e:  # deterministic: retrying cannot help
+            reporter.report_fatal(e)
+            raise
+
+    return hiddenlab_trial
+
