@@ -12,8 +12,8 @@ Command line: ``hiddenlab analysis figures --results runs --out figures``.
 
 from .core import FigureResult, NoData, aggregate
 from .figures import (fig3, fig4, fig5, fig6, fig7, fig8, fig9, fig10, fit_power_law, flip_rate,
-                      scaling_laws, selected_weights, setup_table, sm_finetune, sm_gs_ps, sm_k,
-                      sm_related, table1, table2)
+                      quickstart, scaling_laws, selected_weights, setup_table, sm_finetune,
+                      sm_gs_ps, sm_k, sm_related, table1, table2)
 from .published import PUBLISHED, claims, compare
 
 sm_setup, ep_table1, ep_table2 = setup_table, table1, table2  # the registry's id spellings
@@ -25,5 +25,6 @@ __all__ = ["load_results", "final_results", "load_selections", "trial_table", "a
            "FigureResult", "NoData", "FIGURES", "Skipped", "build", "build_all", "make_all",
            "write_report", "write_result", "PUBLISHED", "compare", "claims",
            "fig3", "fig4", "fig5", "fig6", "fig7", "fig8", "fig9", "fig10", "table1", "table2",
-           "setup_table", "sm_setup", "ep_table1", "ep_table2", "sm_k", "sm_gs_ps", "sm_finetune", "sm_related", "scaling_laws",
-           "fit_power_law", "flip_rate", "selected_weights"]
+           "setup_table", "sm_setup", "ep_table1", "ep_table2", "sm_k", "sm_gs_ps",
+           "sm_finetune", "sm_related", "scaling_laws",
+           "fit_power_law", "flip_rate", "selected_weights", "quickstart"]

@@ -210,7 +210,8 @@ def _best_k_mid(data):
     c = _curves(data)
     best = c.loc[c.groupby(["panel", "series"])["mean"].idxmax()]
     inside = best["x"].between(30, 70)
-    ev = ", ".join(f"{p} {s}: {fmt_x(x)}%" for p, s, x in zip(best["panel"], best["series"], best["x"]))
+    ev = ", ".join(f"{p} {s}: {fmt_x(x)}%"
+                   for p, s, x in zip(best["panel"], best["series"], best["x"]))
     return ("holds" if inside.all() else "does not hold"), f"best k per panel/init: {ev}"
 
 

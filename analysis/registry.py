@@ -3,7 +3,9 @@
 Skipping rule: a figure is built only when every study it needs has at least one finished trial;
 otherwise it is skipped and the missing studies are named (never drawn from whatever part exists).
 Within a built figure, points with fewer seeds are drawn with their n shown, and trials of its
-studies that did not finish are counted in its notes.
+studies that did not finish are counted in its notes. Each study is first reduced to one scale
+(smoke or paper: `results.one_scale`), and a point that pools several configurations is flagged.
+`quickstart` (the `make run` study's overview) is hiddenlab's own id beside the papers' ones.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Callable
 import pandas as pd
 
 from .core import FigureResult, NoData
-from .figures import dynamics, edgepopup, scaling, slots
+from .figures import dynamics, edgepopup, overview, scaling, slots
 from .results import final_results, one_scale, trial_table
 
 
@@ -29,6 +31,7 @@ class Spec:
 
 
 FIGURES: dict[str, Spec] = {s.id: s for s in [
+    Spec("quickstart", overview.quickstart, ("quickstart",), "figure", "Quickstart overview"),
     Spec("ep-table1", edgepopup.table1, (), "table", "edge-popup Table 1: architectures"),
     Spec("ep-fig3", edgepopup.fig3, ("ep-fig3",), "figure", "Going deeper"),
     Spec("ep-fig4", edgepopup.fig4, ("ep-fig4",), "figure", "Going wider"),

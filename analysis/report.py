@@ -161,7 +161,8 @@ def report_blocks(results: dict, df: pd.DataFrame, storage: str, out: Path,
             b.append(("img", out / f"{fid}.png", fid))
         if r.table is not None:
             b.append(("table", r.table))
-        links = [f"[{fid}.csv]({fid}.csv)"] + ([f"[{fid}.pdf]({fid}.pdf)"] if r.fig is not None else [])
+        links = [f"[{fid}.csv]({fid}.csv)"]
+        links += [f"[{fid}.pdf]({fid}.pdf)"] if r.fig is not None else []
         links += [f"[{fid}-{n}.csv]({fid}-{n}.csv)" for n in r.extra]
         b.append(("p", "Data: " + ", ".join(links)))
     if skipped:
@@ -194,8 +195,8 @@ def render_markdown(blocks) -> str:
     return text
 
 
-_CSS = """body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1100px;margin:2em auto;
-padding:0 1em;color:#222;line-height:1.45}table{border-collapse:collapse;margin:.6em 0;font-size:.85em}
+_CSS = """body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1100px;
+margin:2em auto;padding:0 1em;color:#222;line-height:1.45}table{border-collapse:collapse;margin:.6em 0;font-size:.85em}
 th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left}th{background:#f2f2f2}
 img{max-width:100%;border:1px solid #eee}code{background:#f4f4f4;padding:0 .2em}
 h3{margin-top:2em}"""

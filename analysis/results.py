@@ -166,7 +166,8 @@ def _total_epochs(out: pd.DataFrame, df: pd.DataFrame) -> pd.Series:
     """Training budget of a trial: its epochs, plus the parent's epochs for a finetune trial.
     A finetune without `parent_epoch` started from the parent's last epoch: found through
     `parent_run_id` (the exporter's column) or the parent path's last component."""
-    epochs = out["epochs"].astype(float) if "epochs" in out.columns else pd.Series(np.nan, index=out.index)
+    epochs = out["epochs"].astype(float) if "epochs" in out.columns else \
+        pd.Series(np.nan, index=out.index)
     if "method" not in out.columns:
         return epochs
     total = epochs.copy()

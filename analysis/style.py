@@ -27,7 +27,7 @@ BASELINE_STYLES = [("#222222", "--"), ("#777777", ":"), ("#444444", "-."), ("#99
 KNOWN = {"N_k": 0, "U_k": 1, "N_x": 2, "U_x": 3, "scaled N_k": 4, "scaled U_k": 5,
          "kaiming uniform": 9, "unsigned constant": 6, "Glorot U (code)": 0, "Glorot (paper)": 1,
          "edge-popup": 0, "Zhou et al.": 1, "Slot Machines (GS)": 2, "Slot Machines (PS)": 3,
-         "finetuned": 4}
+         "finetuned": 4, "finetuned (from GS)": 4}
 
 
 def rc() -> dict:
@@ -131,11 +131,26 @@ def draw_series(ax, pts, styles: SeriesStyles, *, series="series", linestyle_by=
                                 fontsize=7, color=color)
 
 
-def draw_baselines(ax, base, *, series="series", annotate_below: int | None = None):
+def baseline_styles(names) -> dict:
+    """(colour, linestyle) per baseline name, the same in every panel of a figure: learned
+    networks in black/greys with dashes, anything else (finetuned) in its series colour."""
+    names = sorted(dict.fromkeys(names))
+    learned = [n for n in names if str(n).startswith("learned")]
+    out = {n: BASELINE_STYLES[i % len(BASELINE_STYLES)] for i, n in enumerate(learned)}
+    others = [n for n in names if n not in out]
+    colours = SeriesStyles(others)
+    for n in others:
+        out[n] = (colours[n][0], "-.")
+    return out
+
+
+def draw_baselines(ax, base, *, series="series", annotate_below: int | None = None,
+                   styles: dict | None = None):
     """Learned baselines as horizontal lines with a ±1 sd band (the papers' dashed lines)."""
-    for i, (name, g) in enumerate(base.groupby(series, sort=True)):
+    styles = styles or baseline_styles(base[series])
+    for name, g in base.groupby(series, sort=True):
         row = g.iloc[0]
-        color, ls = BASELINE_STYLES[i % len(BASELINE_STYLES)]
+        color, ls = styles[name]
         ax.axhline(row["mean"], color=color, ls=ls, lw=1.3, label=tex(name), zorder=1)
         if np.isfinite(row["sd"]):
             ax.axhspan(row["mean"] - row["sd"], row["mean"] + row["sd"], color=color,

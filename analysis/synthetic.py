@@ -146,7 +146,8 @@ def demo_results(seeds: int = 3, noise: float = 0.004, rng_seed: int = 0) -> pd.
                         init=init, hostname=host, status="ERROR" if bad else "TERMINATED",
                         epochs_done=2 if bad else None, **cifar)
             add("ep-fig3", base - 0.015, s, method="dense", model=model, optimizer="adam",
-                lr=3e-4, batch_size=60, weight_decay=0.0, init="kaiming_normal", hostname=host, **cifar)
+                lr=3e-4, batch_size=60, weight_decay=0.0, init="kaiming_normal", hostname=host,
+                **cifar)
             add("ep-fig3", base - 0.03, s, method="dense", model=model, optimizer="sgd", lr=0.01,
                 init="kaiming_normal", hostname=host, **cifar)
         for model in ("conv4", "conv6"):  # Fig 4
@@ -161,8 +162,8 @@ def demo_results(seeds: int = 3, noise: float = 0.004, rng_seed: int = 0) -> pd.
         for k1 in (0.3, 0.5, 0.7):
             for w in (1.0, 1.5, 2.0, 3.0):
                 k = min(1.0, k1 * p1 / _params("conv4", w))
-                add("ep-fig5", 0.745 - 0.5 * (k1 - 0.6) ** 2 + 0.035 * np.log2(w) - 0.3 * (0.5 - k) ** 2,
-                    s, method="edgepopup", model="conv4", k=round(k, 6), width_mult=w,
+                acc = 0.745 - 0.5 * (k1 - 0.6) ** 2 + 0.035 * np.log2(w) - 0.3 * (0.5 - k) ** 2
+                add("ep-fig5", acc, s, method="edgepopup", model="conv4", k=round(k, 6), width_mult=w,
                     init="signed_constant", hostname=host, **cifar)
         for model in ("conv4", "conv6"):  # Fig 6
             for init in ("kaiming_normal", "signed_constant", "xavier_normal", "xavier_constant"):
@@ -200,7 +201,8 @@ def demo_results(seeds: int = 3, noise: float = 0.004, rng_seed: int = 0) -> pd.
                 add("ep-fig9", 0.45 - 0.6 * (kept - 0.5) ** 2, s, method="supermask",
                     model="resnet50", score_const=k - 0.5, kept_fraction=kept,
                     init="kaiming_normal", **imnet)
-                for init, a, gain in (("kaiming_normal", 0.617, 0), ("scaled_kaiming_normal", 0.617, 0.04),
+                for init, a, gain in (("kaiming_normal", 0.617, 0),
+                                      ("scaled_kaiming_normal", 0.617, 0.04),
                                       ("signed_constant", 0.686, 0),
                                       ("scaled_signed_constant", 0.686, 0.035)):
                     add("ep-fig10", a - 0.6 * (k - 0.4) ** 2 + gain * (1 - k), s,
@@ -247,8 +249,22 @@ def demo_results(seeds: int = 3, noise: float = 0.004, rng_seed: int = 0) -> pd.
         for K in (2, 4, 8, 16, 32):
             add("scaling-laws", 1 - 0.3 * K ** -0.15, s, method="slot-gs", model="slot-conv4", K=K,
                 hostname=host, **cifar)
-        add("quickstart", 0.55, s, method="edgepopup", model="conv4", synthetic_size=512,
-            hostname=host)
+        if s < 2:  # quickstart: digits, FC and quarter-width Conv2, every method, 2 seeds
+            for model, w, top in (("fc", 1.0, 0.95), ("conv2", 0.25, 0.93)):
+                qs = dict(dataset="digits", model=model, width_mult=w, batch_size=64,
+                          hostname="laptop", epoch_time_s=2.0)
+                add("quickstart", top, s, method="dense", lr=0.05, **qs)
+                for k in K_GRID:
+                    add("quickstart", _ep(top, k, "kaiming_normal") - 0.03, s,
+                        method="edgepopup", k=k, lr=0.1, **qs)
+                add("quickstart", top - 0.12, s, method="supermask", lr=200.0,
+                    weight_decay=0.0, **qs)
+                for K in (2, 4, 8, 16):
+                    a = top - 0.08 * np.exp(-(np.log2(K) - 1))
+                    add("quickstart", a, s, method="slot-gs", K=K, lr=0.2 if K <= 8 else 0.1, **qs)
+                    add("quickstart", a - 0.03, s, method="slot-ps", K=K, lr=100.0, **qs)
+                add("quickstart", top + 0.005, s, method="finetune", parent_epoch=5, epochs=10,
+                    parent=f"quickstart/slot-gs-{model}-{s}", lr=0.05, **qs)
     return pd.DataFrame(rows)
 
 

@@ -12,6 +12,10 @@ paired ratio (this method's time / dense's time in the same repeat), the figure 
 about. Rows named `ref-*` are the reference code's formulations (benchmarks/reference_impls.py)
 on the same frozen weights and scores.
 
+CPU: one torch thread by default (`--threads`); `page_faults_per_step` counts minor page faults,
+i.e. freshly mapped memory the kernel zero-fills: glibc hands every allocation over 32 MiB
+straight back to the OS, so K-times-larger gradient tensors are paid for again every step.
+
 Memory (`peak_mem_mb`): what one trial of that method needs at its peak: its state (weights or K
 values, scores, BatchNorm buffers, optimiser momentum) plus the largest amount of tensor memory
 live at once during one step (activations saved for backward, gradients, temporaries). On CUDA the
@@ -248,22 +252,32 @@ def measure_memory(r: Runner, device) -> tuple[float, float]:
     return (r.state_bytes() + peak) / 2**20, at_forward_end / 2**20
 
 
+def minor_faults() -> int:
+    """Minor page faults of this process so far (fresh pages the kernel had to zero-fill)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def time_methods(runners: list[Runner], steps: int, repeats: int, warmup: int, device):
     for r in runners:
         for _ in range(warmup):
             r.step()
     sync(device)
     times = {r.method: [] for r in runners}
+    faults = {r.method: 0 for r in runners}
     for rep in range(repeats):
         order = runners[rep % len(runners):] + runners[:rep % len(runners)]
         for r in order:
             sync(device)
+            f0 = minor_faults()
             t0 = time.perf_counter()
             for _ in range(steps):
                 r.step()
             sync(device)
             times[r.method].append((time.perf_counter() - t0) * 1e3 / steps)
-    return times
+            faults[r.method] += minor_faults() - f0
+    return times, {m: f / (steps * repeats) for m, f in faults.items()}
 
 
 def bench_model(model, methods, args, device) -> list[dict]:
@@ -280,7 +294,7 @@ def bench_model(model, methods, args, device) -> list[dict]:
     for r in runners:
         r.step()  # warm-up (momentum buffers exist from here on)
         mem[r.method] = measure_memory(r, device)
-    times = time_methods(runners, args.steps, args.repeats, args.warmup, device)
+    times, faults = time_methods(runners, args.steps, args.repeats, args.warmup, device)
     rows = []
     dense = times.get("dense")
     for r in runners:
@@ -292,6 +306,7 @@ def bench_model(model, methods, args, device) -> list[dict]:
                "ratio_to_dense": (round(statistics.median(a / b for a, b in zip(t, dense)), 3)
                                   if dense else None),
                "act_mem_mb": round(mem[r.method][1], 1), "ms_min": round(min(t), 2),
+               "page_faults_per_step": round(faults[r.method]),
                "ms_all": [round(v, 2) for v in t], "input_shape": list(shape),
                "device": args.device_name, "channels_last": args.channels_last,
                "compile": args.compile, "K": args.K if "slot" in r.method else None,
@@ -412,7 +427,9 @@ def main(argv=None):
                    "memory step); use more with --compile")
     p.add_argument("--K", type=int, default=8)
     p.add_argument("--k", type=float, default=0.5)
-    p.add_argument("--threads", type=int, default=None, help="torch threads (CPU)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads (default on CPU: 1 -- on a shared 2-core machine two "
+                   "OpenMP threads spin-wait on each other and a step takes ~3x longer)")
     p.add_argument("--cudnn-benchmark", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--mask-timing", action="store_true",
                    help="also time the edge-popup mask alone over all ResNet-50 layers")
@@ -421,6 +438,8 @@ def main(argv=None):
                    help="write the step rows here (a list of dicts); mask timings go to "
                    "<stem>.mask.json beside it")
     args = p.parse_args(argv)
+    if args.threads is None and args.device == "cpu":
+        args.threads = 1
     if args.threads:
         torch.set_num_threads(args.threads)
     args.threads = torch.get_num_threads()

@@ -73,8 +73,10 @@ class TuneReporter:
             if os.path.exists(marker):
                 with open(marker) as f:
                     meta = json.load(f)
-                if meta.get("fatal"):
-                    raise TrialDiverged(f"{meta.get('error')} (failed before; not retried)")
+                if meta.get("fatal"):   # resumed after failing for good: fail again at once
+                    error = TrialDiverged(f"{meta.get('error')} (failed before; not retried)")
+                    self.report_fatal(error)
+                    raise error
             path = os.path.join(d, STATE_FILE)
             if not os.path.exists(path):
                 return None

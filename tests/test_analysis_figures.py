@@ -227,7 +227,9 @@ def test_flip_rate_per_epoch_and_layer():
 
 def test_selected_weights_sums_seeds():
     f = A.final_results(frame())
-    f = f[(f["study"] == "quickstart")]
+    f = f[(f["study"] == "quickstart") & (f["method"] == "edgepopup") & (f["model"] == "fc") &
+          (f["k_resolved"] == 0.5)]
+    assert len(f) == 2
     sels = {(s, r): demo_selection(["conv1", "fc1"], 0.5, seed=i)
             for i, (s, r) in enumerate(zip(f["study"], f["run_id"]))}
     r = A.selected_weights(frame(), sels)
@@ -248,3 +250,21 @@ def test_every_id_builds_on_the_full_frame():
             continue
         assert v.reading, k
         assert {"mean", "n"} <= set(v.data.columns) or v.table is not None, k
+
+
+def test_quickstart_overview():
+    r = built("quickstart")
+    d = r.data
+    assert list(dict.fromkeys(d["panel"])) == ["FC: vs k", "Conv2 (0.25x): vs k", "FC: vs K",
+                                               "Conv2 (0.25x): vs K"]
+    check(row(d, panel="FC: vs k", series="edge-popup", x=30.0),
+          finished("quickstart", model="fc", method="edgepopup", k=0.3)["test_acc"])
+    z = finished("quickstart", model="conv2", method="supermask")
+    p = row(d, panel="Conv2 (0.25x): vs k", series="Zhou et al.")
+    assert p["x"] == pytest.approx(z["kept_fraction"].mean() * 100)
+    check(p, z["test_acc"])
+    check(row(d, panel="FC: vs K", series="Slot Machines (PS)", x=4.0),
+          finished("quickstart", model="fc", method="slot-ps", K=4.0)["test_acc"])
+    check(row(d, panel="FC: vs K", series="finetuned (from GS)", kind="baseline"),
+          finished("quickstart", model="fc", method="finetune")["test_acc"])
+    assert r.reading.startswith("FC: ") and "finetuned (from GS)" in r.reading

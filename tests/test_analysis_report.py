@@ -12,7 +12,8 @@ import pytest  # noqa: E402
 
 import hiddenlab.analysis as A  # noqa: E402
 from hiddenlab.analysis.published import claims, compare  # noqa: E402
-from hiddenlab.analysis.report import cost_tables, render_html, render_markdown, report_blocks  # noqa: E402
+from hiddenlab.analysis.report import (cost_tables, render_html, render_markdown,  # noqa: E402
+                                       report_blocks)
 from hiddenlab.analysis.synthetic import trial_rows  # noqa: E402
 
 

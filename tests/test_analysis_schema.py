@@ -80,7 +80,8 @@ def test_rebin_keeps_counts_and_merges_runs_with_different_bins():
     a = {"l": {"bins": edges.tolist(), "selected": [1] * 10, "unselected": [2] * 10}}
     b = {"l": {"bins": (edges * 1.5).tolist(), "selected": [3] * 10, "unselected": [4] * 10}}
     m, how = _merge_runs([a, b])
-    assert m["l"]["selected"].sum() == pytest.approx(40) and m["l"]["unselected"].sum() == pytest.approx(60)
+    assert m["l"]["selected"].sum() == pytest.approx(40)
+    assert m["l"]["unselected"].sum() == pytest.approx(60)
     assert m["l"]["bins"][0] == -1.5 and "re-binned" in how
 
 

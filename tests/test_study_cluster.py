@@ -28,7 +28,8 @@ EPOCHS = 4
 RAY = str(Path(sys.executable).with_name("ray"))
 # Notice a dead node within seconds, not the default ~30 s.
 ENV = dict(os.environ, RAY_health_check_period_ms="1000", RAY_health_check_timeout_ms="1000",
-           RAY_health_check_failure_threshold="3", RAY_USAGE_STATS_ENABLED="0")
+           RAY_health_check_failure_threshold="3", RAY_USAGE_STATS_ENABLED="0",
+           RAY_AUTH_MODE="disabled")   # a throwaway loopback cluster: no token to share
 
 
 def free_port() -> int:

@@ -15,8 +15,8 @@ import pandas as pd
 from ..core import (NoData, aggregate, dataset_label, init_label,
                     method_label, model_label, natural_key)
 from ..results import final_results, one_scale, select_study
-from ..style import (SeriesStyles, draw_baselines, draw_series, finish, hide_unused, log2_axis,
-                     new_figure)
+from ..style import (SeriesStyles, baseline_styles, draw_baselines, draw_series, finish,
+                     hide_unused, log2_axis, new_figure)
 from ..trends import compare, phrase, tolerance
 
 ACC_LABEL = "test accuracy (%)"
@@ -103,10 +103,11 @@ def baselines(base: pd.DataFrame, panels) -> pd.DataFrame:
 
 
 def curve_figure(fig_id: str, title: str, pts: pd.DataFrame, base: pd.DataFrame | None = None, *,
-                 xlabel: str, ylabel: str = ACC_LABEL, logx2: bool = False,
+                 xlabel, ylabel: str = ACC_LABEL, logx2=False,
                  linestyle_by: str | None = None, ncols: int | None = None,
                  xfmt=None, note: str = "") -> tuple[object, pd.DataFrame]:
-    """Draw one panel per `panel`; return (figure, the plotted frame)."""
+    """Draw one panel per `panel`; return (figure, the plotted frame). `xlabel`, `logx2` and
+    `xfmt` may be dicts keyed by panel (panels of one figure with different x axes)."""
     base = base if base is not None else pd.DataFrame(columns=["panel", "series", "mean", "sd", "n"])
     panels = panel_list(pts, base)
     if not panels:
@@ -117,17 +118,18 @@ def curve_figure(fig_id: str, title: str, pts: pd.DataFrame, base: pd.DataFrame 
     fig, axes = new_figure(nrows, ncols, panel=(5.2, 3.8) if len(panels) == 1 else (3.4, 2.9))
     n_max = int(max(pts["n"].max() if len(pts) else 0, base["n"].max() if len(base) else 0))
     styles = SeriesStyles(list(dict.fromkeys(pts["series"])))
+    bstyles = baseline_styles(base["series"])
     for ax, panel in zip(np.ravel(axes), panels):
         p = pts[pts["panel"] == panel]
         draw_series(ax, p, styles, linestyle_by=linestyle_by, annotate_below=n_max)
-        draw_baselines(ax, base[base["panel"] == panel], annotate_below=n_max)
+        draw_baselines(ax, base[base["panel"] == panel], annotate_below=n_max, styles=bstyles)
         ax.set_title(panel)
-        ax.set_xlabel(xlabel)
+        ax.set_xlabel(_per_panel(xlabel, panel))
         ax.set_ylabel(ylabel)
-        if logx2:
+        if _per_panel(logx2, panel):
             log2_axis(ax, p["x"])
-        if xfmt:
-            xfmt(ax)
+        if _per_panel(xfmt, panel):
+            _per_panel(xfmt, panel)(ax)
     hide_unused(axes, len(panels))
     finish(fig, axes, title, n_max, note=note)
     data = pd.concat([pts.assign(kind="curve"), base.assign(kind="baseline", x=np.nan)],
@@ -138,6 +140,10 @@ def curve_figure(fig_id: str, title: str, pts: pd.DataFrame, base: pd.DataFrame 
     data = data[[c for c in front if c in data.columns] +
                 [c for c in data.columns if c not in front and c != "panel_rank"]]
     return fig, data.reset_index(drop=True)
+
+
+def _per_panel(option, panel):
+    return option.get(panel) if isinstance(option, dict) else option
 
 
 def curve_reading(data: pd.DataFrame, xname: str, xunit: str = "") -> str:

@@ -114,9 +114,9 @@ def flip_rate(df: pd.DataFrame, study=None, max_series: int = MAX_SERIES) -> Fig
     fig_id, title = "flip-rate", "Selection dynamics: connections changing selection per epoch"
     rows, final = _epoch_rows(df, study)
     layer_cols = [c for c in rows.columns if c.startswith(LAYER_PREFIX) and rows[c].notna().any()]
-    methods = [m for m in ("edgepopup", "supermask", "slot-gs", "slot-ps")
-               if m in set(final["method"])] + sorted(set(final["method"]) -
-                                                       {"edgepopup", "supermask", "slot-gs", "slot-ps"})
+    known = ("edgepopup", "supermask", "slot-gs", "slot-ps")
+    methods = [m for m in known if m in set(final["method"])] + \
+        sorted(set(final["method"]) - set(known))
     notes, parts, frames = [], [], []
     chosen = {}
     for m in methods:
@@ -126,7 +126,8 @@ def flip_rate(df: pd.DataFrame, study=None, max_series: int = MAX_SERIES) -> Fig
         if n_cfg > len(chosen[m]):
             notes.append(f"{method_label(m)}: one configuration per model drawn ({len(chosen[m])} "
                          f"of {n_cfg}; most seeds, then closest to k = 50% / K = 8 / width 1)"
-                         + (f"; {n_arch - max_series} models not drawn" if n_arch > max_series else ""))
+                         + (f"; {n_arch - max_series} models not drawn"
+                            if n_arch > max_series else ""))
     nrows = 2 if layer_cols else 1
     fig, axes = new_figure(nrows, len(methods), panel=(3.6, 2.9))
     for j, m in enumerate(methods):

@@ -25,7 +25,8 @@ def _kept_pct(f: pd.DataFrame) -> pd.Series:
 
 # --- Table 1 ------------------------------------------------------------------------------------
 
-def table1(df: pd.DataFrame | None = None, models=("conv2", "conv4", "conv6", "conv8")) -> FigureResult:
+def table1(df: pd.DataFrame | None = None,
+           models=("conv2", "conv4", "conv6", "conv8")) -> FigureResult:
     """Architectures Conv2/4/6/8: layers and parameter counts (computed, no trials)."""
     return _arch_table("ep-table1", "Table 1 · Conv2/4/6/8 architectures (CIFAR-10)",
                        [(m, "CIFAR-10") for m in models])
@@ -51,7 +52,8 @@ def _arch_table(fig_id: str, title: str, models) -> FigureResult:
         table[c] = [f"{int(v):,}" if np.isfinite(v) else "–" for v in data[c].astype(float)]
     tot = data["total params"].astype(float)
     small, big = data.loc[tot.idxmin()], data.loc[tot.idxmax()]
-    fc_share = data["fc params"].astype(float) / (data["conv params"] + data["fc params"]).astype(float)
+    fc_share = data["fc params"].astype(float) / \
+        (data["conv params"] + data["fc params"]).astype(float)
     reading = (f"from {fmt_count(small['total params'])} ({small['model']}) to "
                f"{fmt_count(big['total params'])} ({big['model']}) connections; FC share of the "
                "weights: " + ", ".join(f"{m} {s:.0%}" for m, s in zip(data["model"], fc_share)))
@@ -344,5 +346,6 @@ def table2(df: pd.DataFrame, study="ep-fig8") -> FigureResult:
     diffs = data["difference (pp)"].dropna()
     reading = _fig8_reading(pts.assign(kind="curve"))
     if len(diffs):
-        reading += f"; mean difference to the published numbers {diffs.mean():+.1f} pp over {len(diffs)} rows"
+        reading += (f"; mean difference to the published numbers {diffs.mean():+.1f} pp over "
+                    f"{len(diffs)} rows")
     return FigureResult(fig_id, data, None, reading, table=table, title=title)

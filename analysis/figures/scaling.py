@@ -143,7 +143,8 @@ def scaling_laws(df: pd.DataFrame, study="scaling-laws", n_boot: int = 1000) -> 
             e = exps[(exps["axis"] == axis) & (exps["series"] == s)].iloc[0]
             ax.errorbar(g["x"], g["mean"], yerr=g["sd"].fillna(0), fmt=marker, color=color,
                         capsize=2, ms=5,
-                        label=tex(f"{s}: α={e['alpha']:.2f} [{e['alpha_lo']:.2f}, {e['alpha_hi']:.2f}]"))
+                        label=tex(f"{s}: α={e['alpha']:.2f} "
+                                  f"[{e['alpha_lo']:.2f}, {e['alpha_hi']:.2f}]"))
             c = curves[(curves["panel"] == axis) & (curves["series"] == s)]
             ax.plot(c["x"], c["fit"], color=color, lw=1.3)
             ax.fill_between(c["x"], c["lo"], c["hi"], color=color, alpha=0.15, lw=0)

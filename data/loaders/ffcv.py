@@ -36,6 +36,18 @@ from hiddenlab.data.loaders.base import BaseLoader, DataContext
 AUTO_PREPARE = ("digits", "synthetic")
 
 
+_HELPERS: dict = {}
+
+
+def _helper(fn):
+    """FFCV's compiled helpers (imdecode, resize_crop, the crop sampler), compiled once per
+    process: the per-epoch decoder then only compiles its own loop, and no helper dispatcher is
+    garbage-collected (numba's finaliser raises a KeyError for FFCV's ctypes helpers)."""
+    if fn not in _HELPERS:
+        _HELPERS[fn] = Compiler.compile(fn)
+    return _HELPERS[fn]
+
+
 class SeededRandomResizedCrop(ResizedCropRGBImageDecoder):
     """FFCV's RandomResizedCropRGBImageDecoder with the crop drawn from numba's generator seeded
     per image by (epoch_seed, image index): the same crops whatever the thread schedule."""
@@ -54,9 +66,9 @@ class SeededRandomResizedCrop(ResizedCropRGBImageDecoder):
         jpg = IMAGE_MODES["jpg"]
         mem_read = self.memory_read
         my_range = Compiler.get_iterator()
-        imdecode_c = Compiler.compile(imdecode)
-        resize_crop_c = Compiler.compile(resize_crop)
-        get_crop_c = Compiler.compile(self.get_crop_generator)
+        imdecode_c = _helper(imdecode)
+        resize_crop_c = _helper(resize_crop)
+        get_crop_c = _helper(self.get_crop_generator)
         scale, ratio = np.array(self.scale), np.array(self.ratio)
         base = np.uint64(self.epoch_seed & 0xFFFFFFFF)
         mult, mask = np.uint64(2654435761), np.uint64(0xFFFFFFFF)
