@@ -36,16 +36,11 @@ from hiddenlab.data.loaders.base import BaseLoader, DataContext
 AUTO_PREPARE = ("digits", "synthetic")
 
 
-_HELPERS: dict = {}
-
-
-def _helper(fn):
-    """FFCV's compiled helpers (imdecode, resize_crop, the crop sampler), compiled once per
-    process: the per-epoch decoder then only compiles its own loop, and no helper dispatcher is
-    garbage-collected (numba's finaliser raises a KeyError for FFCV's ctypes helpers)."""
-    if fn not in _HELPERS:
-        _HELPERS[fn] = Compiler.compile(fn)
-    return _HELPERS[fn]
+# Each recompilation makes new numba dispatchers for FFCV's ctypes helpers (imdecode, ...). When
+# one is garbage-collected numba's finaliser raises a KeyError ("Exception ignored in ...", once
+# per epoch), and reusing one dispatcher across compilations fails outright; so they are kept
+# alive: compiled code only, a few hundred kB per epoch.
+_RETIRED_HELPERS: list = []
 
 
 class SeededRandomResizedCrop(ResizedCropRGBImageDecoder):
@@ -66,9 +61,10 @@ class SeededRandomResizedCrop(ResizedCropRGBImageDecoder):
         jpg = IMAGE_MODES["jpg"]
         mem_read = self.memory_read
         my_range = Compiler.get_iterator()
-        imdecode_c = _helper(imdecode)
-        resize_crop_c = _helper(resize_crop)
-        get_crop_c = _helper(self.get_crop_generator)
+        imdecode_c = Compiler.compile(imdecode)
+        resize_crop_c = Compiler.compile(resize_crop)
+        get_crop_c = Compiler.compile(self.get_crop_generator)
+        _RETIRED_HELPERS.append((imdecode_c, resize_crop_c, get_crop_c))
         scale, ratio = np.array(self.scale), np.array(self.ratio)
         base = np.uint64(self.epoch_seed & 0xFFFFFFFF)
         mult, mask = np.uint64(2654435761), np.uint64(0xFFFFFFFF)
