@@ -5,12 +5,19 @@ when asked), cross-entropy, `zero_grad(set_to_none=True)`, backward, SGD-with-mo
 trainer's optimiser: momentum 0.9, weight decay 1e-4, the scores only for selection methods).
 Data are random tensors already on the device: no loader in the loop.
 
-Every (method, model) pair is built once; for each repeat the methods are run in turn (the order
-rotates each repeat) for `--steps` steps each, so slow drift of a shared machine hits every method
-alike. ms/step is the median over repeats; `ratio_to_dense` is the median over repeats of the
-paired ratio (this method's time / dense's time in the same repeat), the figure the targets are
-about. Rows named `ref-*` are the reference code's formulations (benchmarks/reference_impls.py)
-on the same frozen weights and scores.
+Every (method, model) pair is built once; for each repeat (`--repeats`, default 7) the methods
+are run in turn (the order rotates each repeat) for `--steps` steps each (default 1 on CPU, 10 on
+CUDA), so slow drift of a shared machine hits every method alike. ms/step is the median over
+repeats; `ratio_to_dense` is the median over repeats of the paired ratio (this method's time /
+dense's time in the same repeat), the figure the targets are about; `speedup_vs_ref` likewise
+pairs a method with its reference formulation. Rows named `ref-*` are the reference code's
+formulations (benchmarks/reference_impls.py) on the same frozen weights and scores (shared) and
+the same initial scores; `--ref-precision fp32` runs them in the reference's precision while the
+rest use `--precision`. `--before GIT_REV` adds rows `before:<method>`: the selection layers of
+an earlier revision on the same tensors (before/after of a change). `--selection-only` times
+only the selection work of a step (every layer's effective weight and its backward to the scores,
+no convolutions), the part the fast paths change. `--mask-timing` times the edge-popup mask alone
+over all ResNet-50 layers, each way of computing it.
 
 CPU: one torch thread by default (`--threads`); `page_faults_per_step` counts minor page faults,
 i.e. freshly mapped memory the kernel zero-fills: glibc hands every allocation over 32 MiB
@@ -26,8 +33,9 @@ memory only: no interpreter, library or allocator overhead, no oneDNN scratch sp
 weights, masks), relative to the step's start.
 
     python benchmarks/step_time.py --device cpu --models conv6 resnet18 --json out.json
+    python benchmarks/step_time.py --device cpu --mask-timing --before 51860cd
     python benchmarks/step_time.py --device cuda --models conv6 resnet50 --precision bf16 \
-        --channels-last --json h100.json
+        --ref-precision fp32 --channels-last --json h100.json
 """
 
 from __future__ import annotations
@@ -137,9 +145,26 @@ class Runner:
         self.x = x.to(device, memory_format=torch.channels_last if args.channels_last
                       else torch.contiguous_format)
         self.y = torch.randint(0, 10, (batch,), generator=g).to(device)
+        self.precision = (args.ref_precision or args.precision) if method in REFERENCE_OF \
+            else args.precision
         self.autocast = (torch.autocast(device.type, dtype=torch.bfloat16)
-                         if args.precision == "bf16" else contextlib.nullcontext())
+                         if self.precision == "bf16" else contextlib.nullcontext())
         self.net.train()
+
+    def selection_step(self):
+        """The selection work of a step alone: every layer's effective weight (training mode)
+        and its backward to the scores from a fixed upstream gradient; no convolutions."""
+        if not hasattr(self, "_upstream"):
+            self._layers = [m for m in self.net.modules() if hasattr(m, "effective_weight")]
+            g = torch.Generator().manual_seed(2)
+            self._upstream = [torch.randn(m.effective_weight().shape, generator=g).to(self.x.device)
+                              for m in self._layers]
+        for layer, g in zip(self._layers, self._upstream):
+            w = layer.effective_weight()
+            if w.requires_grad:
+                w.backward(g)
+        for p in self.opt.param_groups[0]["params"]:
+            p.grad = None
 
     def step(self, forward_scope=None, after_forward=None):
         with forward_scope or contextlib.nullcontext(), self.autocast:
@@ -259,10 +284,12 @@ def minor_faults() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
-def time_methods(runners: list[Runner], steps: int, repeats: int, warmup: int, device):
+def time_methods(runners: list[Runner], steps: int, repeats: int, warmup: int, device,
+                 selection_only: bool = False):
+    run = (lambda r: r.selection_step()) if selection_only else (lambda r: r.step())
     for r in runners:
         for _ in range(warmup):
-            r.step()
+            run(r)
     sync(device)
     times = {r.method: [] for r in runners}
     faults = {r.method: 0 for r in runners}
@@ -273,7 +300,7 @@ def time_methods(runners: list[Runner], steps: int, repeats: int, warmup: int, d
             f0 = minor_faults()
             t0 = time.perf_counter()
             for _ in range(steps):
-                r.step()
+                run(r)
             sync(device)
             times[r.method].append((time.perf_counter() - t0) * 1e3 / steps)
             faults[r.method] += minor_faults() - f0
@@ -292,15 +319,19 @@ def bench_model(model, methods, args, device) -> list[dict]:
     runners.sort(key=lambda r: methods.index(r.method))
     mem = {}
     for r in runners:
+        if args.selection_only:
+            mem[r.method] = (float("nan"), float("nan"))
+            continue
         r.step()  # warm-up (momentum buffers exist from here on)
         mem[r.method] = measure_memory(r, device)
-    times, faults = time_methods(runners, args.steps, args.repeats, args.warmup, device)
+    times, faults = time_methods(runners, args.steps, args.repeats, args.warmup, device,
+                                 args.selection_only)
     rows = []
     dense = times.get("dense")
     for r in runners:
         t = times[r.method]
         ms = statistics.median(t)
-        row = {"method": r.method, "model": model, "batch": batch, "precision": args.precision,
+        row = {"method": r.method, "model": model, "batch": batch, "precision": r.precision,
                "ms_per_step": round(ms, 2), "images_per_s": round(batch / ms * 1e3, 1),
                "peak_mem_mb": round(mem[r.method][0], 1),
                "ratio_to_dense": (round(statistics.median(a / b for a, b in zip(t, dense)), 3)
@@ -319,6 +350,11 @@ def bench_model(model, methods, args, device) -> list[dict]:
         if ref in times:  # new formulation vs the reference's, paired per repeat
             row["speedup_vs_ref"] = round(statistics.median(
                 b / a for a, b in zip(t, times[ref])), 3)
+        if args.selection_only:  # selection work alone: no images, no step memory, no dense ratio
+            row.update(kind="selection", images_per_s=None, peak_mem_mb=None, act_mem_mb=None,
+                       ratio_to_dense=None)
+        else:
+            row["kind"] = "step"
         rows.append(row)
     return rows
 
@@ -332,12 +368,12 @@ def mask_timing(device, repeats: int, k: float) -> list[dict]:
 
     torch.manual_seed(0)
     model = build_model(TrialConfig(method="edgepopup", model="resnet50", k=k), None, None)
-    scores = [m.scores.detach().abs().to(device) for m in model.modules()
-              if isinstance(m, SelectionLayer)]
+    scores = [m.scores.detach().to(device) for m in model.modules()
+              if isinstance(m, SelectionLayer)]  # raw scores: every way ranks |scores| itself
     del model
 
     def topk_threshold(s):
-        flat = s.reshape(-1)
+        flat = s.reshape(-1).abs()
         n = flat.numel()
         kept = ep.kept_count(n, k)
         if kept == n:
@@ -348,16 +384,15 @@ def mask_timing(device, repeats: int, k: float) -> list[dict]:
         return (above | (ties & (torch.cumsum(ties, 0) <= room))).view_as(s)
 
     ways = {
-        "sort + scatter (reference GetSubnet)": lambda s: GetSubnet.apply(s, k),
-        "sort values + threshold": lambda s: ep.topk_mask(s, k, "sort"),
+        "sort + scatter (reference GetSubnet)": lambda s: GetSubnet.apply(s.abs(), k),
+        "sort values + threshold": lambda s: ep.topk_mask(s, k, "sort", by_abs=True),
         "topk + threshold": topk_threshold,
-        "kthvalue + threshold": lambda s: ep.topk_mask(s, k, "kthvalue"),
-        "hiddenlab topk_mask (auto)": lambda s: ep.topk_mask(s, k),
+        "kthvalue + threshold": lambda s: ep.topk_mask(s, k, "kthvalue", by_abs=True),
     }
-    extra = getattr(ep, "THRESHOLD_WAYS", ())
-    for way in extra:
+    for way in getattr(ep, "THRESHOLD_WAYS", ()):
         if way not in ("sort", "kthvalue", "auto"):
-            ways[f"{way} + threshold"] = (lambda w: lambda s: ep.topk_mask(s, k, w))(way)
+            ways[f"{way} + threshold"] = (lambda w: lambda s: ep.topk_mask(s, k, w, by_abs=True))(way)
+    ways["hiddenlab EdgePopupLayer.mask (auto)"] = lambda s: ep.topk_mask(s, k, by_abs=True)
     times = {w: [] for w in ways}
     for w, f in ways.items():  # warm-up
         f(scores[0])
@@ -405,7 +440,7 @@ def device_name(device) -> str:
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--models", nargs="+", default=["conv6", "resnet18", "resnet50"],
+    p.add_argument("--models", nargs="*", default=["conv6", "resnet18", "resnet50"],
                    choices=sorted(MODELS))
     p.add_argument("--methods", nargs="+", default=DEFAULT_METHODS,
                    help=f"any of {', '.join(METHODS + sorted(REFERENCE_OF))}; with --before, "
@@ -417,12 +452,17 @@ def main(argv=None):
     p.add_argument("--input", type=int, nargs=3, default=None, metavar=("C", "H", "W"),
                    help="input shape (default: per model and device)")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    p.add_argument("--ref-precision", choices=["fp32", "bf16"], default=None,
+                   help="precision of the ref-* rows (default: --precision); the reference "
+                   "code trains in fp32: `--precision bf16 --ref-precision fp32` compares "
+                   "hiddenlab's recipe with the reference as published")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--compile", action="store_true")
     p.add_argument("--fused-sgd", action="store_true",
                    help="torch.optim.SGD(fused=True) instead of the trainer's default foreach SGD")
-    p.add_argument("--steps", type=int, default=3, help="timed steps per method per repeat")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--steps", type=int, default=None,
+                   help="timed steps per method per repeat (default: 1 on CPU, 10 on CUDA)")
+    p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--warmup", type=int, default=1, help="untimed steps per method (after the "
                    "memory step); use more with --compile")
     p.add_argument("--K", type=int, default=8)
@@ -431,6 +471,10 @@ def main(argv=None):
                    help="torch threads (default on CPU: 1 -- on a shared 2-core machine two "
                    "OpenMP threads spin-wait on each other and a step takes ~3x longer)")
     p.add_argument("--cudnn-benchmark", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--selection-only", action="store_true",
+                   help="time only the selection work of a step (effective weights of all "
+                   "layers + their backward to the scores, no convolutions): the part the fast "
+                   "paths change, free of the convolutions' noise")
     p.add_argument("--mask-timing", action="store_true",
                    help="also time the edge-popup mask alone over all ResNet-50 layers")
     p.add_argument("--mask-repeats", type=int, default=3)
@@ -438,6 +482,8 @@ def main(argv=None):
                    help="write the step rows here (a list of dicts); mask timings go to "
                    "<stem>.mask.json beside it")
     args = p.parse_args(argv)
+    if args.steps is None:
+        args.steps = 1 if args.device == "cpu" else 10
     if args.threads is None and args.device == "cpu":
         args.threads = 1
     if args.threads:

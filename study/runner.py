@@ -118,7 +118,13 @@ def _init_ray(opts: RunOptions) -> bool:
                   object_store_memory=OBJECT_STORE_BYTES)
     else:
         kw["address"] = opts.address.strip()
-    ray.init(**kw)
+    try:
+        ray.init(**kw)
+    except (ConnectionError, RuntimeError) as e:
+        if opts.address in (None, "local"):
+            raise
+        raise ConfigError("address", f"cannot join the Ray cluster at {opts.address}: "
+                          f"{str(e).splitlines()[0]}") from None
     return True
 
 
@@ -215,8 +221,25 @@ def plan_study(study: Study | str, opts: RunOptions) -> tuple[Study, Storage, Pl
 
 
 def _experiment_name(plan: Plan, phase_index: int) -> str:
+    """Named after the whole planned phase: the same command finds the same experiment."""
     phase = plan.phases[phase_index]
     return f"{plan.scale}-{phase.name}-{phase.digest()}"
+
+
+def _digest(trials: Sequence[PlannedTrial]) -> str:
+    import hashlib
+    import json
+
+    return hashlib.sha1(json.dumps(sorted(t.run_id for t in trials)).encode()).hexdigest()[:8]
+
+
+def _restorable(storage: Storage, study: str, name: str) -> bool:
+    from ray import tune
+
+    if not storage.exists(study, export_mod.TUNE_DIR, name):
+        return False
+    return tune.Tuner.can_restore(storage.uri_of(study, export_mod.TUNE_DIR, name),
+                                  storage_filesystem=None if storage.local else storage.fs)
 
 
 def run_study(study: Study | str, opts: RunOptions | None = None) -> RunSummary:
@@ -251,21 +274,26 @@ def run_study(study: Study | str, opts: RunOptions | None = None) -> RunSummary:
             if waiting:
                 say(f"phase {phase.name}: {len(waiting)} trial(s) wait for a parent that did "
                     "not complete")
-            name = _experiment_name(plan, i)
-            exp_uri = storage.uri_of(study.name, export_mod.TUNE_DIR, name)
             todo = [t for t in runnable if t.run_id not in finished]
-            from ray import tune
-
-            restorable = storage.exists(study.name, export_mod.TUNE_DIR, name) and \
-                tune.Tuner.can_restore(exp_uri, storage_filesystem=storage.fs
-                                       if not storage.local else None)
             if not todo:
                 say(f"phase {phase.name}: all {len(runnable)} trial(s) already finished")
                 continue
             if not started_ray:
                 started_ray = _init_ray(opts)
                 _check_resources(opts)
-            _run_phase(study, plan, storage, opts, i, name, todo, restorable, say)
+            name = _experiment_name(plan, i)
+            if _restorable(storage, study.name, name):
+                # Resume the interrupted experiment of this plan; trials it never had (children
+                # whose parent has completed since) get an experiment of their own.
+                known = {r.run_id for r in export_mod.read_experiment(storage, study.name, name)}
+                _run_phase(study, plan, storage, opts, i, name, [], True, say)
+                extra = [t for t in todo if t.run_id not in known]
+                if extra:
+                    extra_name = f"{name}-{_digest(extra)}"
+                    _run_phase(study, plan, storage, opts, i, extra_name, extra,
+                               _restorable(storage, study.name, extra_name), say)
+            else:
+                _run_phase(study, plan, storage, opts, i, name, todo, False, say)
             export_mod.export(storage, study.name)
     finally:
         if started_ray:

@@ -174,7 +174,7 @@ def _show(args) -> int:
         return 0
     varying = [f for f in varying_fields(list(plan.trials)) if f not in ("seed", "parent")]
     table = []
-    for r in sorted(shown, key=lambda r: (r.config.get("series") or "", r.run_id)):
+    for r in sorted(shown, key=lambda r: r.run_id):
         last = r.results[-1] if r.results else {}
         row = {"run_id": r.run_id, "status": r.status, "series": r.config.get("series")}
         for f in varying:
@@ -187,6 +187,9 @@ def _show(args) -> int:
         row["error"] = (r.error or "")[:70]
         table.append(row)
     df = pd.DataFrame(table)
+    keys = [c for c in ["series", *varying, "seed"] if c in df.columns and
+            not df[c].map(lambda v: isinstance(v, (list, tuple))).any()]
+    df = df.sort_values(keys, na_position="first", kind="stable")
     if not df["error"].astype(bool).any():
         df = df.drop(columns=["error"])
     with pd.option_context("display.max_rows", None, "display.max_columns", None,

@@ -59,6 +59,19 @@ def test_topk_mask_equals_sort_scatter(threshold_by):
             assert torch.equal(mask, sort_scatter_topk(scores, k)), (threshold_by, k, scores)
 
 
+@pytest.mark.parametrize("threshold_by", THRESHOLD_WAYS)
+def test_topk_mask_by_abs_equals_sort_scatter_of_abs(threshold_by):
+    g = torch.Generator().manual_seed(1)
+    for scores in _score_sets(g):
+        for k in (0.05, 0.5, 0.77, 1.0):
+            mask = topk_mask(scores, k, threshold_by, by_abs=True)
+            assert torch.equal(mask, sort_scatter_topk(scores.abs(), k)), (threshold_by, k, scores)
+    # +-x tie on |x|: the lower index wins whatever the sign
+    s = torch.tensor([3.0, -2.0, 2.0, -1.0, 1.0, -0.0, 0.0, -3.0])
+    for k, expect in ((0.25, [0, 7]), (0.375, [0, 1, 7]), (0.625, [0, 1, 2, 3, 7])):
+        assert topk_mask(s, k, threshold_by, by_abs=True).nonzero().view(-1).tolist() == expect
+
+
 def test_topk_mask_ties_straddling_threshold_keep_lower_indices():
     # 6 values above, 4 equal to the threshold, room for 2 of them: indices 1 and 3 (the first).
     s = torch.tensor([0.0, 1.0, 5.0, 1.0, 6.0, 1.0, 7.0, 8.0, 1.0, 9.0, 9.5, 0.5])

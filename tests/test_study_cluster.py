@@ -24,7 +24,7 @@ from hiddenlab.study.registry import get_study
 pytestmark = [pytest.mark.slow, pytest.mark.cluster, pytest.mark.timeout(1200)]
 
 STUDY = "sm-related"
-EPOCHS = 4
+EPOCHS = 8
 RAY = str(Path(sys.executable).with_name("ray"))
 # Notice a dead node within seconds, not the default ~30 s.
 ENV = dict(os.environ, RAY_health_check_period_ms="1000", RAY_health_check_timeout_ms="1000",
@@ -67,11 +67,45 @@ def kill_group(proc: subprocess.Popen | None, sig=signal.SIGKILL) -> None:
         pass
 
 
-def in_group(pid: int, pgid: int) -> bool:
+def parent(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+def on_node(pid: int, pgid: int) -> bool:
+    """Ray worker processes get their own process group; their parent is the node's raylet."""
     try:
-        return os.getpgid(pid) == pgid
-    except ProcessLookupError:
+        return os.getpgid(pid) == pgid or os.getpgid(parent(pid)) == pgid
+    except (ProcessLookupError, FileNotFoundError, ValueError):
         return False
+
+
+def tree(pgid: int) -> list[int]:
+    """Every process of the node: its process group and the children of those (Ray workers)."""
+    procs = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                procs[int(d)] = (os.getpgid(int(d)), parent(int(d)))
+            except (ProcessLookupError, FileNotFoundError, ValueError, PermissionError):
+                pass
+    members = {p for p, (g, _) in procs.items() if g == pgid}
+    grew = True
+    while grew:
+        new = {p for p, (_, pp) in procs.items() if pp in members} - members
+        members |= new
+        grew = bool(new)
+    return sorted(members)
+
+
+def kill_node(proc: subprocess.Popen) -> None:
+    """The whole node at once: raylet, agents and the Ray workers running trials."""
+    for pid in tree(proc.pid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait(timeout=60)
 
 
 def running_on(storage: Path, pgid: int) -> list[str]:
@@ -83,7 +117,7 @@ def running_on(storage: Path, pgid: int) -> list[str]:
         except (OSError, json.JSONDecodeError):
             continue
         if rows and not any(r.get("done") for r in rows) and \
-                in_group(int(rows[-1].get("pid", -1)), pgid):
+                on_node(int(rows[-1].get("pid", -1)), pgid):
             found.append(path.parent.name)
     return found
 
@@ -117,18 +151,19 @@ def test_worker_node_killed_mid_study(tmp_path):
             assert driver.poll() is None, (tmp_path / "driver.log").read_text()[-3000:]
             victims = running_on(storage, worker.pid)
             time.sleep(0.1)
-        kill_group(worker)           # raylet, its workers and agents: the node is gone
+        kill_node(worker)            # raylet, its workers and agents: the node is gone
         worker = None
         rc = driver.wait(timeout=900)
         assert rc == 0, (tmp_path / "driver.log").read_text()[-3000:]
     finally:
         kill_group(driver)
-        kill_group(worker)
-        kill_group(head, signal.SIGTERM)
-        kill_group(head)
+        if worker is not None:
+            kill_node(worker)
+        if head is not None:
+            kill_node(head)
         shutil.rmtree(temp_dir, ignore_errors=True)
 
-    plan = get_study(STUDY).plan("smoke")
+    plan = get_study(STUDY).plan("smoke", overrides={"epochs": EPOCHS})
     df = export.load(str(storage), STUDY)
     assert set(df.run_id) == {t.run_id for t in plan.trials}
     assert (df.status == "TERMINATED").all()

@@ -9,7 +9,8 @@ shrink with sparsity.
 Fast path (CPU): the mask is drawn as `rand_like(p) < p`, which for float32/float64 p on CPU
 consumes the generator exactly as `torch.bernoulli(p)` does and returns the same draw
 (tests/test_fastpaths.py) at about a third of the cost, as a bool mask (no float copy). CUDA
-keeps `torch.bernoulli`, already one fused kernel there.
+keeps `torch.bernoulli`, already one fused kernel there. The backward recomputes sigmoid(logit)
+rather than keeping it from forward (one cheap pass for a weight-sized activation).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import LayerSpec, MaskedWeight, SelectionLayer
+from .base import LayerSpec, SelectionLayer
 
 
 def bernoulli_mask(p: torch.Tensor) -> torch.Tensor:
@@ -27,6 +28,24 @@ def bernoulli_mask(p: torch.Tensor) -> torch.Tensor:
     if p.device.type == "cpu" and p.dtype in (torch.float32, torch.float64):
         return torch.rand_like(p) < p
     return torch.bernoulli(p)
+
+
+class SigmoidMaskedWeight(torch.autograd.Function):
+    """weight * mask forward; backward dL/dlogit = sigmoid'(logit) * dL/dW_eff * W, computed as
+    autograd computes `MaskedWeight(weight, sigmoid(logits), mask)` (the same kernels in the same
+    order, so bit for bit), but p = sigmoid(logit) is recomputed in backward instead of being
+    kept from forward: activation memory as edge-popup's (the effective weight only)."""
+
+    @staticmethod
+    def forward(ctx, weight, logits, mask):
+        ctx.save_for_backward(weight, logits)
+        return weight * mask
+
+    @staticmethod
+    def backward(ctx, grad):
+        weight, logits = ctx.saved_tensors
+        p = torch.sigmoid(logits)
+        return None, torch.ops.aten.sigmoid_backward(grad * weight, p), None
 
 
 class SupermaskLayer(SelectionLayer):
@@ -44,10 +63,10 @@ class SupermaskLayer(SelectionLayer):
         return self.training or self.eval_mode == "sample"
 
     def compute_weight(self) -> torch.Tensor:
-        p = torch.sigmoid(self.scores)
         with torch.no_grad():
+            p = torch.sigmoid(self.scores)
             mask = bernoulli_mask(p) if self._sampling() else (p > 0.5)
-        w = MaskedWeight.apply(self.weight, p, mask)
+        w = SigmoidMaskedWeight.apply(self.weight, self.scores, mask)
         if self.scale:
             with torch.no_grad():
                 factor = mask.numel() / mask.sum().to(torch.float32).clamp_min(1.0)
