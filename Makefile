@@ -9,10 +9,10 @@ setup:
 	@bash scripts/setup.sh
 
 # The main job: the quickstart study (every selection method, K and k on the offline `digits`
-# data) on an embedded local Ray, then its figures and report in $(RESULTS)/figures.
+# data) on an embedded local Ray; it ends by drawing its figures and report into
+# $(RESULTS)/quickstart/figures. Re-running skips the trials already done.
 run: setup
 	$(VENV)/bin/hiddenlab study run quickstart --storage $(RESULTS)
-	$(VENV)/bin/hiddenlab analysis figures --results $(RESULTS) --study quickstart --out $(RESULTS)/figures
 
 test: setup
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
