@@ -108,6 +108,15 @@ def share_frozen(target: nn.Module, source: nn.Module) -> None:
             layer.weight = other.weight  # a registered buffer: replaced in place
 
 
+def to_channels_last(net: nn.Module) -> None:
+    """Channels-last for every 4-D parameter and buffer. Not `net.to(memory_format=...)`: that
+    also converts 5-D tensors and raises on slot machines' (out, in, kh, kw, K) values."""
+    with torch.no_grad():
+        for t in itertools.chain(net.parameters(), net.buffers()):
+            if t.dim() == 4:
+                t.data = t.data.contiguous(memory_format=torch.channels_last)
+
+
 class Runner:
     """One (method, model): network, optimiser, data, and a `step()`."""
 
@@ -133,7 +142,7 @@ class Runner:
             built[method] = self.net
         self.channels_last = args.channels_last
         if args.channels_last:
-            self.net.to(memory_format=torch.channels_last)
+            to_channels_last(self.net)
         self.forward = torch.compile(self.net) if args.compile else self.net
         params = [p for p in self.net.parameters() if p.requires_grad]
         # the trainer's optimiser (hiddenlab.study.trainer.make_optimizer, SGD defaults)

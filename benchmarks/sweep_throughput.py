@@ -49,9 +49,13 @@ def study_configs(gpu: bool, trials: int, epochs: int) -> list[dict]:
     out = []
     for i in range(trials):
         method = METHODS[i % len(METHODS)]
+        kw = {**base, **METHOD_KW[method]}
+        if gpu and method.startswith("slot"):
+            # The trainer's `model.to(memory_format=torch.channels_last)` raises on slot
+            # machines' 5-D (out, in, kh, kw, K) values; contiguous for them until it is fixed.
+            kw["channels_last"] = False
         cfg = TrialConfig(method=method, epochs=epochs, seed=i // len(METHODS),
-                          schedule="constant", save_selection=False,
-                          **{**base, **METHOD_KW[method]})
+                          schedule="constant", save_selection=False, **kw)
         out.append(cfg.to_dict())
     return out
 

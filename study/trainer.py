@@ -137,7 +137,7 @@ def run_trial(cfg: TrialConfig, reporter: Reporter) -> dict:
         model = build_model(cfg, data.input_shape, data.num_classes)
     model.to(device)
     if device.type == "cuda" and cfg.channels_last:
-        model.to(memory_format=torch.channels_last)
+        to_channels_last(model)
     forward = torch.compile(model) if cfg.compile else model
 
     params = [p for p in model.parameters() if p.requires_grad]
@@ -224,12 +224,28 @@ def run_trial(cfg: TrialConfig, reporter: Reporter) -> dict:
     return metrics
 
 
+def to_channels_last(model: nn.Module) -> None:
+    """Channels-last for every 4-D weight and buffer. Not `model.to(memory_format=...)`: that
+    raises on slot machines' 5-D (out, in, kh, kw, K) values."""
+    for t in (*model.parameters(), *model.buffers()):
+        if t.dim() == 4:
+            t.data = t.data.contiguous(memory_format=torch.channels_last)
+
+
 def make_optimizer(cfg: TrialConfig, params) -> torch.optim.Optimizer:
+    # fused: one kernel over all tensors instead of a Python loop per tensor (4-5x faster on
+    # CPU for slot machines' K x scores), where this torch build supports it.
+    fused = {"fused": True} if _fused_ok(params) else {}
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.learning_rate, momentum=cfg.momentum,
-                               weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
+                               weight_decay=cfg.weight_decay, nesterov=cfg.nesterov, **fused)
     return torch.optim.Adam(params, lr=cfg.learning_rate, betas=(cfg.momentum, 0.999),
-                            weight_decay=cfg.weight_decay)
+                            weight_decay=cfg.weight_decay, **fused)
+
+
+def _fused_ok(params) -> bool:
+    return all(p.dtype in (torch.float32, torch.float16, torch.bfloat16) and
+               p.device.type in ("cpu", "cuda") for p in params)
 
 
 def lr_factor(cfg: TrialConfig, epoch: float) -> float:

@@ -18,16 +18,6 @@ pytestmark = pytest.mark.timeout(900)
 
 
 @pytest.fixture(scope="module")
-def ray_session():
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 * 1024 ** 2,
-             log_to_driver=False, configure_logging=True, logging_level="ERROR")
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def quickstart(ray_session, tmp_path_factory):
     storage = tmp_path_factory.mktemp("qs")
     opts = RunOptions(scale="smoke", storage=str(storage), verbose=0, figures=False)

@@ -18,14 +18,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 TIMINGS: dict[str, float] = {}
 
 
-@pytest.fixture(scope="module")
-def ray_session():
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 * 1024 ** 2,
-             log_to_driver=False, configure_logging=True, logging_level="ERROR")
+@pytest.fixture(scope="module", autouse=True)
+def _print_timings(ray_session):
     yield
-    ray.shutdown()
     if TIMINGS:
         print("\nsmoke study wall times (s): " + json.dumps(TIMINGS), file=sys.stderr)
         print(f"all smoke studies: {sum(TIMINGS.values()):.0f} s", file=sys.stderr)

@@ -131,3 +131,16 @@ def test_lr_schedules():
     assert lr_factor(r, 25.0) == 1.0 and lr_factor(r, 75.0) == 1.0
     assert lr_factor(r, 50.0) == pytest.approx(0.5)
     assert lr_factor(TrialConfig(schedule="constant"), 7.3) == 1.0
+
+
+def test_channels_last_converts_4d_only_slot_values_untouched():
+    from hiddenlab.study.trainer import to_channels_last
+
+    model = build_model(TrialConfig(method="slot-gs", model="vgg19", K=2, width_mult=0.125))
+    to_channels_last(model)
+    for name, t in (*model.named_parameters(), *model.named_buffers()):
+        if t.dim() == 4:
+            assert t.is_contiguous(memory_format=torch.channels_last), name
+        elif t.dim() == 5:
+            assert t.is_contiguous(), name  # (out, in, kh, kw, K) left as it was
+    assert model(torch.randn(2, 3, 32, 32).to(memory_format=torch.channels_last)).shape == (2, 10)

@@ -83,6 +83,8 @@ def topk_mask(scores: torch.Tensor, k: float, threshold_by: str = "auto",
     pruned = n - kept
     if pruned == 0:
         return torch.ones_like(scores, dtype=torch.bool)
+    if kept == 0:  # k so small that (1 - k) * n rounds to n
+        return torch.zeros_like(scores, dtype=torch.bool)
     on_host = flat.device.type == "cpu" and not torch.compiler.is_compiling()
     radix_ok = on_host and flat.dtype == torch.float32 and flat.is_contiguous()
     numpy_ok = on_host and flat.dtype in _NUMPY_DTYPES

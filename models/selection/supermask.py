@@ -78,7 +78,7 @@ class SupermaskLayer(SelectionLayer):
 
     @torch.no_grad()
     def selection(self):
-        return self.scores > 0  # p > 0.5: the deterministic (expected) mask
+        return torch.sigmoid(self.scores) > 0.5  # the expected mask, exactly as evaluation has it
 
     kept = selection
 
