@@ -86,9 +86,7 @@ def test_rebin_keeps_counts_and_merges_runs_with_different_bins():
 
 
 def test_exporter_round_trip(tmp_path):
-    export = pytest.importorskip("hiddenlab.study.export")
-    if not hasattr(export, "table") or not hasattr(export, "TrialRecord"):
-        pytest.skip("hiddenlab.study.export has no table/TrialRecord")
+    from hiddenlab.study import export
     import pyarrow.parquet as pq
 
     records = {}
