@@ -11,6 +11,7 @@ Command line: ``hiddenlab analysis figures --results runs --out figures``.
 """
 
 import importlib
+import importlib.util
 
 # Names resolve lazily (PEP 562): `hiddenlab analysis ...` and `hiddenlab.analysis.cli` must not
 # pay for seaborn/matplotlib until a figure is drawn.
@@ -32,6 +33,8 @@ _ALIASES = {"sm_setup": "setup_table", "ep_table1": "table1", "ep_table2": "tabl
 def __getattr__(name: str):
     target = _ALIASES.get(name, name)
     if target not in _WHERE:
+        if importlib.util.find_spec(f"{__name__}.{name}") is not None:  # a submodule
+            return importlib.import_module(f"{__name__}.{name}")
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     value = getattr(importlib.import_module(f"{__name__}.{_WHERE[target]}"), target)
     globals()[name] = value
