@@ -59,6 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from reference_impls import REFERENCE_OF, reference_model  # noqa: E402
 
+from hiddenlab.study.trainer import make_optimizer  # noqa: E402
 from hiddenlab.models import MODELS, build_model  # noqa: E402
 from hiddenlab.models.selection import SelectionLayer  # noqa: E402
 from hiddenlab.study.config import TrialConfig  # noqa: E402
@@ -145,9 +146,12 @@ class Runner:
             to_channels_last(self.net)
         self.forward = torch.compile(self.net) if args.compile else self.net
         params = [p for p in self.net.parameters() if p.requires_grad]
-        # the trainer's optimiser (hiddenlab.study.trainer.make_optimizer, SGD defaults)
-        self.opt = torch.optim.SGD(params, lr=1e-3, momentum=0.9, weight_decay=1e-4,
-                                   **({"fused": True} if args.fused_sgd else {}))
+        if method in REFERENCE_OF or args.unfused_sgd:
+            # the reference code's optimiser: torch's default (per-tensor / foreach) SGD
+            self.opt = torch.optim.SGD(params, lr=1e-3, momentum=0.9, weight_decay=1e-4)
+        else:  # the trainer's own optimiser (fused SGD where torch has it)
+            self.opt = make_optimizer(cfg.replace(optimizer="sgd", lr=1e-3, momentum=0.9,
+                                                  weight_decay=1e-4), params)
         self.criterion = nn.CrossEntropyLoss()
         g = torch.Generator().manual_seed(1)
         x = torch.randn(batch, *input_shape, generator=g)
@@ -467,8 +471,9 @@ def main(argv=None):
                    "hiddenlab's recipe with the reference as published")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--compile", action="store_true")
-    p.add_argument("--fused-sgd", action="store_true",
-                   help="torch.optim.SGD(fused=True) instead of the trainer's default foreach SGD")
+    p.add_argument("--unfused-sgd", action="store_true",
+                   help="hiddenlab rows too use torch's default SGD instead of the trainer's "
+                   "fused one (ref-* rows always do, as the reference code)")
     p.add_argument("--steps", type=int, default=None,
                    help="timed steps per method per repeat (default: 1 on CPU, 10 on CUDA)")
     p.add_argument("--repeats", type=int, default=7)
