@@ -120,6 +120,23 @@ def pooled_note(result: FigureResult) -> str | None:
             "`configs` column of the CSV): the study varies something this figure does not show")
 
 
+PAPER_DATA = {"mnist": "MNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100",
+              "imagenet": "ImageNet"}
+
+
+def data_note(spec, df: pd.DataFrame) -> str | None:
+    """Smoke-scale studies train on stand-in data (synthetic, digits): say so wherever the
+    figure's title names the paper's data set, so nobody compares its numbers with the paper."""
+    if spec.studies is None or "dataset" not in df.columns or spec.id == "quickstart":
+        return None  # quickstart names no paper data set
+    used = sorted(set(df.loc[df["study"].isin(spec.studies), "dataset"].dropna()))
+    stand_ins = [d for d in used if d not in PAPER_DATA]
+    if not stand_ins:
+        return None
+    return (f"trained on {', '.join(stand_ins)} (stand-in data), not the paper's data set: "
+            "compare trends, not numbers")
+
+
 def build(fig_id: str, df: pd.DataFrame, selections: dict | None = None, selected=None,
           trials: pd.DataFrame | None = None, scale: str | None = None,
           scale_notes: dict | None = None):
@@ -138,7 +155,8 @@ def build(fig_id: str, df: pd.DataFrame, selections: dict | None = None, selecte
         return Skipped(fig_id, str(e))
     studies = spec.studies if spec.studies is not None else sorted(scale_notes)
     for note in [scale_notes[s] for s in studies if s in scale_notes] + \
-            [unfinished_note(spec, trials), partial_note(result), pooled_note(result)]:
+            [unfinished_note(spec, trials), partial_note(result), pooled_note(result),
+             data_note(spec, df)]:
         if note:
             result.notes.append(note)
     result.title = result.title or spec.title
