@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import importlib
 import json
 import typing
 from dataclasses import dataclass, field, fields
@@ -35,40 +36,21 @@ def _f(default, help: str, choices: typing.Callable[[], list[str]] | None = None
     return field(default=default, metadata=meta, **kw)
 
 
-def _methods() -> list[str]:
-    from hiddenlab.models.selection import METHODS
+def _names(module: str, registry: str) -> typing.Callable[[], list[str]]:
+    """Allowed values of a field: a registry's names, imported only when first asked for."""
 
-    return sorted(METHODS)
+    def choices() -> list[str]:
+        return sorted(getattr(importlib.import_module(module), registry))
 
-
-def _models() -> list[str]:
-    from hiddenlab.models import MODELS
-
-    return sorted(MODELS)
+    return choices
 
 
-def _inits() -> list[str]:
-    from hiddenlab.models.inits import INITS
-
-    return sorted(INITS)
-
-
-def _score_inits() -> list[str]:
-    from hiddenlab.models.inits import SCORE_INITS
-
-    return sorted(SCORE_INITS)
-
-
-def _datasets() -> list[str]:
-    from hiddenlab.data import DATASETS
-
-    return sorted(DATASETS)
-
-
-def _loaders() -> list[str]:
-    from hiddenlab.data import LOADERS
-
-    return sorted(LOADERS)
+_methods = _names("hiddenlab.models.selection", "METHODS")
+_models = _names("hiddenlab.models", "MODELS")
+_inits = _names("hiddenlab.models.inits", "INITS")
+_score_inits = _names("hiddenlab.models.inits", "SCORE_INITS")
+_datasets = _names("hiddenlab.data", "DATASETS")
+_loaders = _names("hiddenlab.data", "LOADERS")
 
 
 OPTIMIZERS = ["sgd", "adam"]
