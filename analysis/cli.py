@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 
-def register(subparsers) -> None:
+def register(subparsers, argv: list[str] | None = None) -> None:
     p = subparsers.add_parser("analysis", help="figures, tables and the report from study results",
                               description=__doc__)
     sub = p.add_subparsers(dest="analysis_command", required=True, metavar="SUBCOMMAND")
@@ -36,7 +36,7 @@ def run_figures(args: argparse.Namespace) -> int:
 
     matplotlib.use("Agg")  # headless: the CLI only writes files
 
-    from hiddenlab.study.config import ConfigError
+    from hiddenlab.config import ConfigError
 
     from .registry import FIGURES
     from .report import make_all

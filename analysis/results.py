@@ -20,7 +20,7 @@ STUDIES = ("ep-fig3", "ep-fig4", "ep-fig5", "ep-fig6", "ep-fig7", "ep-fig8", "ep
            "sm-k", "sm-gs-ps", "sm-finetune", "sm-related", "scaling-laws", "quickstart")
 
 try:  # the one list of config fields; a static copy keeps analysis importable on its own
-    from hiddenlab.study.config import TrialConfig, field_names as _field_names
+    from hiddenlab.config import TrialConfig, field_names as _field_names
 
     CONFIG_FIELDS = tuple(_field_names())
     _NOT_IN_ID = frozenset(TrialConfig._NOT_IN_ID)
@@ -50,7 +50,7 @@ def load_results(storage, studies=None) -> pd.DataFrame:
     A named study without a parquet is simply absent (figures needing it are then skipped, naming
     it). The `study` column is filled from the folder name where a parquet lacks it.
     """
-    from hiddenlab.study.config import ConfigError
+    from hiddenlab.config import ConfigError
 
     root = Path(storage)
     if not root.is_dir():

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hiddenlab.study.config import TrialConfig
+from hiddenlab.config import TrialConfig
 
 from .archs import analytic_params
 

@@ -24,8 +24,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from hiddenlab.config import MODELS, ConfigError
+
 PRESETS = ("none", "flip", "crop-flip")
-_SLOT_RECIPE_MODELS = ("lenet-300-100", "vgg19")
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ def recipe_preset(model: str, dataset: str) -> str:
         return "none"
     if dataset == "imagenet":
         return "crop-flip"
-    if model.startswith("slot-") or model in _SLOT_RECIPE_MODELS:
+    if MODELS.get(model).paper == "slot-machines":  # the reference: horizontal flip only
         return "flip"
     return "crop-flip"
 
@@ -58,8 +59,6 @@ def recipe_preset(model: str, dataset: str) -> str:
 def resolve_augment(augment: str, model: str, dataset: str, shape: tuple[int, int, int]) -> Augment:
     name = recipe_preset(model, dataset) if augment == "auto" else augment
     if name not in PRESETS:
-        from hiddenlab.study.config import ConfigError
-
         raise ConfigError("augment", f"{name!r} is not one of auto, {', '.join(PRESETS)}")
     if name == "none":
         return Augment(name)

@@ -12,7 +12,7 @@ from hiddenlab.data.datasets import DATASETS, DataError, DatasetSpec, ImageNetSp
 FORMATS = ("ffcv", "torchvision")
 
 
-def register(subparsers) -> None:
+def register(subparsers, argv: list[str] | None = None) -> None:
     data = subparsers.add_parser("data", help="prepare and inspect data sets",
                                  description="Prepare and inspect data sets.")
     sub = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")

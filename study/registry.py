@@ -11,7 +11,7 @@ import pkgutil
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
-from hiddenlab.study.config import ConfigError
+from hiddenlab.config import ConfigError
 from hiddenlab.study.spaces import SCALES, Phase, Plan, expand
 
 # Figures/tables that need no trials or read the trials of any study.

@@ -89,7 +89,7 @@ def test_load_results_concatenates_studies_and_names_them(tmp_path):
 
 
 def test_load_results_refuses_a_missing_folder(tmp_path):
-    from hiddenlab.study.config import ConfigError
+    from hiddenlab.config import ConfigError
 
     with pytest.raises(ConfigError, match="results"):
         load_results(tmp_path / "nope")

@@ -14,7 +14,7 @@ from hiddenlab.data.augment import resolve_augment
 from hiddenlab.data.datasets import default_root, synthetic_images
 from hiddenlab.data.splits import split_indices
 from hiddenlab.data.testing import cifar_checksums_off, make_cfg, write_cifar, write_image_folder
-from hiddenlab.study.config import ConfigError
+from hiddenlab.config import ConfigError
 
 
 @pytest.fixture(autouse=True)

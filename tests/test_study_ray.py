@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from hiddenlab.study import export
-from hiddenlab.study.config import ConfigError, field_names
+from hiddenlab.config import ConfigError, field_names
 from hiddenlab.study.registry import Study, get_study
 from hiddenlab.study.runner import RunOptions, plan_study, run_study
 from hiddenlab.study.spaces import Phase, Series
