@@ -465,8 +465,8 @@ class FashionMNISTSpec(DatasetSpec):
                f"files in {self.system_dir}) or put torchvision's files ({names}, plain or .gz) "
                f"in {where}")
         if offline():
-            raise DataError(f"{self.name}: no copy in {self.system_dir} nor under {where}; {get}, "
-                            "or unset HIDDENLAB_OFFLINE to download them", where)
+            raise DataError(f"{self.name}: no copy in {self.system_dir} nor under {where}; "
+                            f"{get}, or unset HIDDENLAB_OFFLINE to download them", where)
         import torchvision.datasets as tvd
 
         try:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fresh-machine set-up: Debian packages (what FFCV compiles against; Fashion-MNIST, the offline
-# 28x28 data set), a virtual environment, and hiddenlab with every dependency. Idempotent: a second run with nothing changed takes seconds.
+# 28x28 data set), a virtual environment, and hiddenlab with every dependency. Idempotent: a
+# second run with nothing changed takes seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
