@@ -7,7 +7,8 @@ Presets (cfg.augment; `auto` resolves by recipe):
 - `none`.
 `auto`: CIFAR-10/100 -> `flip` for the Slot Machines models (slot-conv*, lenet-300-100, vgg19),
 else `crop-flip` (edge-popup: conv*, fc, resnet*, cifar-resnet18, wide-resnet50-2);
-ImageNet -> `crop-flip`; MNIST, digits, synthetic -> `none` (no recipe augments them; the
+ImageNet -> `crop-flip`; MNIST, Fashion-MNIST, digits, synthetic -> `none` (no recipe augments
+them: the papers train their MNIST models unaugmented, Fashion-MNIST stands in for MNIST; the
 synthetic set is for quick, exact checks).
 
 Crop and flip are drawn per image from a generator seeded by (cfg.seed, epoch), once per epoch,
@@ -47,7 +48,7 @@ def crop_padding(height: int) -> int:
 
 
 def recipe_preset(model: str, dataset: str) -> str:
-    if dataset in ("mnist", "digits", "synthetic"):
+    if dataset in ("mnist", "fashion-mnist", "digits", "synthetic"):
         return "none"
     if dataset == "imagenet":
         return "crop-flip"
