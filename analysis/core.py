@@ -164,7 +164,8 @@ def method_label(method, optimizer=None) -> str:
 
 
 DATASET_LABELS = {"mnist": "MNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100",
-                  "imagenet": "ImageNet", "digits": "digits", "synthetic": "synthetic"}
+                  "imagenet": "ImageNet", "digits": "digits", "synthetic": "synthetic",
+                  "fashion-mnist": "Fashion-MNIST"}
 
 
 def dataset_label(name) -> str:

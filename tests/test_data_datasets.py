@@ -28,7 +28,8 @@ def batches(loader):
 
 
 def test_registries_and_cheap_import():
-    assert sorted(DATASETS) == ["cifar10", "cifar100", "digits", "imagenet", "mnist", "synthetic"]
+    assert sorted(DATASETS) == ["cifar10", "cifar100", "digits", "fashion-mnist", "imagenet", "mnist",
+                               "synthetic"]
     assert sorted(LOADERS) == ["auto", "ffcv", "gpu", "torchvision"]
     code = ("import sys, hiddenlab.data, hiddenlab.data.cli; "
             "bad = [m for m in sys.modules if m.startswith(('ffcv', 'torchvision.datasets', 'sklearn'))]; "

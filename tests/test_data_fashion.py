@@ -18,7 +18,7 @@ import torch
 from hiddenlab.data import DATASETS, DataError, build_data, cli
 from hiddenlab.data.datasets import FashionMNISTSpec
 from hiddenlab.data.testing import make_cfg
-from hiddenlab.study.config import ConfigError
+from hiddenlab.config import ConfigError
 
 # numba's dispatcher finaliser trips over FFCV's per-epoch recompilation at garbage collection
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
