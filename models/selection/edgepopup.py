@@ -32,6 +32,7 @@ from hiddenlab.config import SCORE_INITS, param
 from ..inits import init_scores, init_weights
 from .layers import LayerSpec, SelectionLayer
 from .method import BASE_RECIPE, IMAGENET_RECIPE, Method, SelectionOptions, is_imagenet
+from .packing import MASK_BITS
 
 THRESHOLD_WAYS = ("auto", "sort", "kthvalue", "partition", "radix")
 _NUMPY_DTYPES = (torch.float32, torch.float64, torch.float16)
@@ -220,6 +221,7 @@ class EdgePopup(Method):
     paper = "Ramanujan et al., What's Hidden in a Randomly Weighted Neural Network?, CVPR 2020"
     summary = "keep the top-k fraction of |scores| per layer; straight-through gradients"
     Options = Options
+    packing = MASK_BITS  # exported: one bit per connection
 
     def recipe(self, cfg, given):
         # docs/recipes.md: CIFAR-10 (paper 4.1, reference configs/smallscale) and ImageNet

@@ -22,6 +22,7 @@ from hiddenlab.config import SCORE_INITS, param
 from ..inits import init_scores, init_weights
 from .layers import LayerSpec, SelectionLayer
 from .method import BASE_RECIPE, Method, SelectionOptions
+from .packing import INDEX_BITS
 
 
 class SlotGather(torch.autograd.Function):
@@ -103,6 +104,7 @@ class SlotMethod(Method):
 
     train_pick = "argmax"
     Options = SlotOptions
+    packing = INDEX_BITS  # exported: ceil(log2 K) bits per connection
 
     def values_per_connection(self, opts) -> int:
         return opts.K

@@ -25,6 +25,7 @@ from hiddenlab.config import SCORE_INITS, param
 from ..inits import init_scores, init_weights
 from .layers import LayerSpec, SelectionLayer
 from .method import BASE_RECIPE, Hook, Method, SelectionOptions, is_imagenet
+from .packing import MASK_BITS
 
 
 def bernoulli_mask(p: torch.Tensor) -> torch.Tensor:
@@ -119,6 +120,7 @@ class Supermask(Method):
     summary = "mask ~ Bernoulli(sigmoid(score)), straight-through"
     Options = Options
     samples_in_training = True
+    packing = MASK_BITS  # exported: one bit per connection (the expected mask)
 
     def recipe(self, cfg, given):
         # No weight decay: at lr 200 any decay drags every logit towards p = 0.5 each step.
