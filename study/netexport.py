@@ -112,7 +112,7 @@ def read_container(path) -> tuple[dict, dict[str, np.ndarray]]:
         raise NetFileError(path, f"is corrupt: {len(data) - offset - 32:+d} bytes after its "
                            "arrays")
     if hashlib.sha256(data[:offset]).digest() != data[offset:]:
-        raise NetFileError(path, "is corrupt: its header fails the file's checksum")
+        raise NetFileError(path, "is corrupt: its contents fail the file's checksum")
     return header, arrays
 
 
@@ -376,6 +376,16 @@ def export_size(cfg: TrialConfig | Mapping[str, Any]) -> NetSize:
         cfg = config_from_row(cfg)
     cfg = cfg.method_spec.exported_config(cfg)[0]
     return _size(json.dumps(cfg.to_dict(), sort_keys=True))
+
+
+def human_bytes(n: float) -> str:
+    """1234567 -> '1.2M' (powers of 1024)."""
+    if n < 1024:
+        return f"{n:.0f}B"
+    for unit in "KMG":
+        n /= 1024
+        if n < 1024 or unit == "G":
+            return f"{n:.1f}{unit}"
 
 
 def config_from_row(row: Mapping[str, Any]) -> TrialConfig:
