@@ -39,7 +39,8 @@ import torch
 import torch.fx
 from torch import nn
 
-from hiddenlab.config import METHODS, ConfigError, TrialConfig, field_names, option_fields
+from hiddenlab.config import METHODS, ConfigError, TrialConfig, all_fields, field_names, kind_of, \
+    option_fields
 from hiddenlab.data.datasets import get_dataset
 from hiddenlab.models.build import build_model
 from hiddenlab.models.selection import selection_layers
@@ -389,11 +390,21 @@ def human_bytes(n: float) -> str:
 
 
 def config_from_row(row: Mapping[str, Any]) -> TrialConfig:
-    """The TrialConfig of a flat row holding every method's options (nulls where not taken)."""
+    """The TrialConfig of a flat row holding every method's options (nulls where not taken), such
+    as a results.parquet row."""
     options = {f.name for f in fields(METHODS.get(row["method"]).Options)}
     names = (set(field_names()) - set(option_fields())) | options
-    return TrialConfig.from_dict({k: v for k, v in row.items()
-                                  if k in names and not _missing(v)})
+    values = {k: _python(all_fields()[k], v) for k, v in row.items() if k in names}
+    return TrialConfig.from_dict({k: v for k, v in values.items() if not _missing(v)})
+
+
+def _python(f, v):
+    """A pandas row's value as the field's Python value: numpy scalars and arrays as Python ones,
+    integers of a column with nulls (floats there) as ints."""
+    v = v.tolist() if hasattr(v, "tolist") else v
+    if kind_of(f) == "int" and isinstance(v, float) and v.is_integer():
+        return int(v)
+    return v
 
 
 def _missing(v) -> bool:

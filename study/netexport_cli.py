@@ -53,7 +53,7 @@ def _main(args) -> int:
     return _export(args.run, args.epoch, args.best_val, args.out)
 
 
-# --- finding a trial's checkpoint -------------------------------------------------------------------
+# --- finding a trial's checkpoint -----------------------------------------------------------------
 def load_run(run: str, epoch: int | None = None) -> tuple[dict, Path]:
     """(checkpoint, its path) of a trial: the latest, or epoch `epoch` where it was kept."""
     path = Path(run).expanduser()
@@ -95,7 +95,7 @@ def _read(path: Path) -> dict:
     return ckpt
 
 
-# --- the commands -----------------------------------------------------------------------------------
+# --- the commands ---------------------------------------------------------------------------------
 def _export(run: str, epoch: int | None, best_val: bool, out: str) -> int:
     from hiddenlab.study.netexport import export_checkpoint
 
@@ -149,7 +149,7 @@ def _torch() -> str:
     return torch.__version__
 
 
-# --- a whole study ----------------------------------------------------------------------------------
+# --- a whole study --------------------------------------------------------------------------------
 def export_study(storage, study: str, out_dir, say=print) -> list[dict]:
     """Export the last network of every finished (TERMINATED) trial of `study` to
     `out_dir/<run_id>.hlnet`; returns one row per file (also written to out_dir/networks.json)."""

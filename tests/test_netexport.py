@@ -4,10 +4,12 @@ the theoretical bits; the `hiddenlab export` command."""
 
 from __future__ import annotations
 
-import json
+import ast
+import os
 import pickle
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +18,7 @@ from torch import nn
 
 import hiddenlab
 from hiddenlab.cli import main
-from hiddenlab.config import MODELS, TrialConfig
+from hiddenlab.config import METHODS, MODELS, TrialConfig
 from hiddenlab.models import build_model
 from hiddenlab.models.selection.packing import pack_uint, unpack_uint
 from hiddenlab.study import netexport as nx
@@ -278,3 +280,94 @@ def test_export_command(tmp_path, capsys):
     assert main(["export", "--verify", str(tmp_path / "bad.hlnet")]) == 2
     assert "not a hiddenlab network file" in capsys.readouterr().err
     assert main(["export", str(run)]) == 2 and "--out" in capsys.readouterr().err
+
+
+# --- plug-ins -------------------------------------------------------------------------------------
+PLUGIN = '''
+import torch
+from torch import nn
+
+from hiddenlab.models.inits import init_scores, init_weights
+from hiddenlab.models.selection import Method, SelectionLayer, SelectionOptions, register
+from hiddenlab.models.selection.method import BASE_RECIPE
+from hiddenlab.models.selection.packing import MASK_BITS
+
+
+class PositiveLayer(SelectionLayer):
+    """Keeps the connections whose score is positive."""
+
+    def __init__(self, spec, weight, scores):
+        super().__init__(spec)
+        self.register_buffer("weight", weight)
+        self.scores = nn.Parameter(scores)
+
+    def compute_weight(self):
+        mask = (self.scores > 0).detach()
+        return self.weight * mask + (self.scores - self.scores.detach()) * self.weight
+
+    def kept(self):
+        return (self.scores > 0).detach()
+
+    selection = kept
+
+
+class Positive(Method):
+    name = "positive"
+    Options = SelectionOptions
+
+    def recipe(self, cfg, given):
+        return dict(BASE_RECIPE, schedule="constant", epochs=1)
+
+    def layer(self, spec, cfg):
+        return PositiveLayer(spec, init_weights(cfg.init, spec.shape, spec.shape),
+                             init_scores("kaiming_uniform", spec.shape, spec.shape))
+
+
+class PositiveBits(Positive):
+    name = "positive-bits"
+    packing = MASK_BITS   # the one line that makes its files one bit per connection
+
+
+register(Positive())
+register(PositiveBits())
+'''
+
+SCRIPT = '''
+import torch
+from hiddenlab.config import TrialConfig
+from hiddenlab.study import netexport as nx
+from hiddenlab.study.trainer import LocalReporter, run_trial
+
+for method, bits in (("positive", 32), ("positive-bits", 1)):
+    cfg = TrialConfig(method=method, model="fc", width_mult=0.25, dataset="synthetic",
+                      synthetic_shape=(1, 8, 8), synthetic_size=64, device="cpu")
+    run_trial(cfg, LocalReporter(method, progress=False))
+    ckpt = torch.load(f"{method}/checkpoint.pt", weights_only=False)
+    ex = nx.export_checkpoint(ckpt, f"{method}.hlnet")
+    nf = nx.read(f"{method}.hlnet")
+    assert ex.size.bits == bits * ex.size.connections, (method, ex.size)
+    model = nx.redraw(cfg, (1, 8, 8), 10)
+    model.load_state_dict(ckpt["model"])
+    nx.evaluation_forward(model, (1, 8, 8))
+    x = torch.randn(8, 1, 8, 8)
+    assert torch.equal(model(x), nf.module(x)), method
+'''
+
+
+def test_a_plugin_method_exports_as_it_declares(tmp_path):
+    """A method that declares nothing is stored as floats; one line makes it mask bits."""
+    (tmp_path / "positive_method.py").write_text(PLUGIN)
+    env = dict(os.environ, HIDDENLAB_PLUGINS="positive_method",
+               PYTHONPATH=os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    r = subprocess.run([sys.executable, "-c", SCRIPT], env=env, cwd=tmp_path,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("module", ["study/netexport.py", "study/netexport_cli.py"])
+def test_export_names_no_method(module):
+    root = Path(hiddenlab.__file__).resolve().parents[2]
+    tree = ast.parse((root / module).read_text())
+    names = set(METHODS)
+    assert not [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and
+                isinstance(n.value, str) and n.value in names]
