@@ -118,10 +118,13 @@ def read_container(path) -> tuple[dict, dict[str, np.ndarray]]:
 
 
 def digest(tensors) -> str:
-    """A short checksum of tensors' dtypes, shapes and bytes (CPU, contiguous)."""
+    """A short checksum of tensors' dtypes, shapes and values (bytes on the CPU, contiguous).
+    -0.0 counts as 0.0: a pruned weight is +-0 by the sign of a value nobody kept."""
     h = hashlib.sha256()
     for t in tensors:
         t = t.detach().cpu().contiguous()
+        if t.is_floating_point():
+            t = t + 0.0  # -0.0 + 0.0 = +0.0
         h.update(f"{t.dtype}{tuple(t.shape)}".encode())
         h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()[:16]
@@ -411,11 +414,6 @@ def _missing(v) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
 
 
-def _packed_bytes(bits: int, n: int) -> int:
-    """Bytes of n values of `bits` bits: whole bytes as they are, bit-planes of ceil(n/8)."""
-    return bits * n // 8 if bits % 8 == 0 else bits * -(-n // 8)
-
-
 @functools.lru_cache(maxsize=256)
 def _size(cfg_json: str) -> NetSize:
     cfg = TrialConfig.from_dict(json.loads(cfg_json))
@@ -430,10 +428,10 @@ def measure(model: nn.Module, method) -> NetSize:
     """Sizes of `model` (any device, meta included) exported as `method` packs it."""
     conns = bits = payload = 0
     for _, layer in selection_layers(model):
-        b = method.packing_of(layer).bits(layer)
+        packing = method.packing_of(layer)
         conns += layer.connections
-        bits += b * layer.connections
-        payload += _packed_bytes(b, layer.connections)
+        bits += packing.bits(layer) * layer.connections
+        payload += packing.nbytes(layer)
     other = sum(t.numel() * t.element_size() for t in other_state(model).values())
     state = sum(t.numel() * t.element_size() for t in model.state_dict().values())
-    return NetSize(conns, bits + 8 * other, payload + other, 4 * conns + other, state)
+    return NetSize(conns, round(bits) + 8 * other, payload + other, 4 * conns + other, state)

@@ -20,7 +20,7 @@ import hiddenlab
 from hiddenlab.cli import main
 from hiddenlab.config import METHODS, MODELS, TrialConfig
 from hiddenlab.models import build_model
-from hiddenlab.models.selection.packing import pack_uint, unpack_uint
+from hiddenlab.models.selection.packing import KEPT_VALUES, pack_uint, unpack_uint
 from hiddenlab.study import netexport as nx
 from hiddenlab.study.trainer import LocalReporter, run_trial, seed_everything
 
@@ -210,6 +210,32 @@ def test_export_refuses_values_the_seed_did_not_draw(exported, tmp_path):
     ckpt["model"][key] = ckpt["model"][key] + 1.0
     with pytest.raises(nx.NetFileError, match=f"frozen values {key} are not those seed 0"):
         nx.export_checkpoint(ckpt, tmp_path / "x.hlnet")
+
+
+def test_changed_frozen_values_export_as_kept_values(tmp_path, monkeypatch):
+    """A method whose frozen values change in training (IteRand re-draws pruned weights) declares
+    KEPT_VALUES: the mask and the kept values travel, the rest is redrawn."""
+    _, ckpt = train(tmp_path, "conv", "edgepopup-layer")
+    g = torch.Generator().manual_seed(1)
+    state = dict(ckpt["model"])
+    for key in [k for k in state if k.endswith(".scores")]:
+        weight = key[:-len("scores")] + "weight"
+        state[weight] = torch.randn(state[weight].shape, generator=g)  # re-drawn, kept or not
+    ckpt = {**ckpt, "model": state}
+    monkeypatch.setattr(METHODS.get("edgepopup"), "packing", KEPT_VALUES)
+    ex = nx.export_checkpoint(ckpt, tmp_path / "net.hlnet")
+    nf = nx.read(tmp_path / "net.hlnet")
+    x = torch.randn(8, 3, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(nf.module(x), evaluation_network(ckpt)(x))
+    arrays = nx.read_container(tmp_path / "net.hlnet")[1]
+    kept = sum(int(layer.kept().sum()) for _, layer in
+               nx.selection_layers(evaluation_network(ckpt)))
+    assert sum(a.size for n, a in arrays.items() if n.endswith("/values")) == kept
+    assert sum(a.nbytes for a in arrays.values()) == ex.size.export_bytes
+    other = sum(a.nbytes for n, a in arrays.items() if n.startswith("state/"))
+    assert ex.size.bits == ex.size.connections + 32 * kept + 8 * other
+    assert ex.size == nx.export_size(TrialConfig.from_dict(ckpt["config"]))
 
 
 # --- sizes ----------------------------------------------------------------------------------------

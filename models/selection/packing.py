@@ -9,12 +9,15 @@ values were selected. Each method declares one `Packing` (`Method.packing`):
 * `FLOATS`     the evaluation weight as it is (learned weights: dense, finetune; the fallback
                for a method that declares nothing).
 * `REDRAWN`    nothing at all: frozen values all kept (a frozen dense first/last layer).
+* `KEPT_VALUES` the mask and the kept values as they are: for a method whose frozen values change
+               while training (IteRand re-draws pruned weights), so the seed no longer redraws
+               them; 1 + 32 k bits per connection.
 
 The file never holds the frozen values of a bit packing: the loader redraws them from the seed and
 `install`s the selection into the redrawn layer, whose own `materialize()` then gives the
 evaluation weight. So the loaded network computes what the trial's did, with the trial's code.
-A method whose frozen values change during training (re-randomised pruned weights) subclasses a
-packing: `frozen` returns what is still a function of the seed, `pack` adds the current values.
+`frozen` names what the seed redraws: the exporter checks it against the trial's checkpoint and the
+loader against its checksum.
 """
 
 from __future__ import annotations
@@ -31,8 +34,12 @@ class Packing:
 
     name = "redrawn"
 
-    def bits(self, layer) -> int:
-        """Bits stored per connection of `layer`."""
+    def bits(self, layer) -> float:
+        """Bits stored per connection of `layer` (the theory)."""
+        return 0
+
+    def nbytes(self, layer) -> int:
+        """Bytes of the arrays `pack` writes for `layer` (any device, meta included)."""
         return 0
 
     def frozen(self, layer) -> dict[str, torch.Tensor]:
@@ -60,8 +67,11 @@ class MaskBits(Packing):
 
     name = "mask-bits"
 
-    def bits(self, layer) -> int:
+    def bits(self, layer) -> float:
         return 1
+
+    def nbytes(self, layer) -> int:
+        return packed_bytes(1, layer.connections)
 
     def pack(self, layer):
         mask = layer.kept().detach().cpu().numpy().reshape(-1)
@@ -82,6 +92,9 @@ class IndexBits(Packing):
 
     def bits(self, layer) -> int:
         return max(1, math.ceil(math.log2(layer.weight.shape[-1])))
+
+    def nbytes(self, layer) -> int:
+        return packed_bytes(self.bits(layer), layer.connections)
 
     def pack(self, layer):
         index = layer.selection().detach().cpu().numpy().reshape(-1)
@@ -106,6 +119,9 @@ class Floats(Packing):
     def bits(self, layer) -> int:
         return torch.finfo(layer.weight.dtype).bits
 
+    def nbytes(self, layer) -> int:
+        return layer.connections * layer.weight.element_size()
+
     def frozen(self, layer):
         return {}
 
@@ -114,6 +130,44 @@ class Floats(Packing):
 
     def weight(self, layer, arrays):
         return torch.from_numpy(arrays["weight"].copy())
+
+
+class KeptValues(MaskBits):
+    """The mask, then the kept values in the mask's (row-major) order, as training left them.
+    The seed redraws the values nobody kept; they do not reach the evaluation weight."""
+
+    name = "mask-bits+kept-values"
+
+    def bits(self, layer) -> float:
+        return 1 + torch.finfo(layer.weight.dtype).bits * kept_count(layer) / layer.connections
+
+    def nbytes(self, layer) -> int:
+        return super().nbytes(layer) + kept_count(layer) * layer.weight.element_size()
+
+    def frozen(self, layer):
+        return {}
+
+    def pack(self, layer):
+        kept = layer.kept().detach()
+        return {**super().pack(layer), "values": layer.weight.detach()[kept].cpu().numpy()}
+
+    @torch.no_grad()
+    def install(self, layer, arrays):
+        super().install(layer, arrays)
+        kept = np.unpackbits(arrays["mask"], count=layer.connections).astype(bool)
+        layer.weight.view(-1)[torch.from_numpy(kept)] = torch.from_numpy(arrays["values"].copy())
+
+
+def kept_count(layer) -> int:
+    """Connections `layer` keeps at evaluation; on the meta device, its per-layer top-k's count."""
+    if layer.weight.is_meta:
+        return layer.connections - int((1.0 - layer.k) * layer.connections)
+    return int(layer.kept().sum())
+
+
+def packed_bytes(bits: int, n: int) -> int:
+    """Bytes of n values of `bits` bits: bit-planes of ceil(n/8) bytes each."""
+    return bits * -(-n // 8)
 
 
 def pack_uint(values: np.ndarray, bits: int) -> np.ndarray:
@@ -134,3 +188,4 @@ REDRAWN = Packing()
 MASK_BITS = MaskBits()
 INDEX_BITS = IndexBits()
 FLOATS = Floats()
+KEPT_VALUES = KeptValues()
