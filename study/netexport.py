@@ -213,34 +213,36 @@ def export_checkpoint(ckpt: Mapping[str, Any], out, best_val: bool = False,
     state = {k: v.cpu() for k, v in state.items()}
     shape, classes = data_facts(cfg)
     model = redraw(cfg, shape, classes)
-    layers, frozen, evals, arrays = [], {}, {}, {}
-    for name, layer in selection_layers(model):
-        values = method.packing_of(layer).frozen(layer)
-        _check_frozen(source or out, cfg, name, values, state)
-        frozen[name] = digest(values.values()) if values else None
+    frozen = _frozen_digests(model, method, state, source or out, cfg.seed)
     model.load_state_dict(state)
     evaluation_forward(model, shape)
+    layers, arrays = [], {}
     for name, layer in selection_layers(model):
         packing = method.packing_of(layer)
-        for key, a in packing.pack(layer).items():
-            arrays[f"{name}/{key}"] = a
+        arrays.update({f"{name}/{key}": a for key, a in packing.pack(layer).items()})
         layers.append({"name": name, "packing": packing.name, "frozen": frozen[name],
                        "eval": digest([packing.weight(layer, _arrays_of(arrays, name))])})
-    for key, t in other_state(model).items():
-        arrays[f"state/{key}"] = t.numpy()
+    arrays.update({f"state/{key}": t.numpy() for key, t in other_state(model).items()})
     header = _header(trial_cfg, cfg, note, shape, classes, epoch, best_val, ckpt, layers)
     size = write_container(out, header, arrays)
     return Exported(Path(out), size, header, measure(model, method))
 
 
-def _check_frozen(where, cfg, name, values, state) -> None:
-    for key, redrawn in values.items():
-        saved = state.get(f"{name}.{key}")
-        if saved is None or not torch.equal(saved, redrawn):
-            raise NetFileError(where, f"the frozen values {name}.{key} are not those seed "
-                               f"{cfg.seed} draws with torch {torch.__version__} (the trial "
-                               "ran another torch version, or its method changes frozen "
-                               "values while training and must pack them)")
+def _frozen_digests(model, method, state, where, seed) -> dict[str, str | None]:
+    """Per layer: the checksum of the values the seed redraws, once they are checked to be the
+    trial's (None where its packing redraws nothing)."""
+    out = {}
+    for name, layer in selection_layers(model):
+        values = method.packing_of(layer).frozen(layer)
+        for key, redrawn in values.items():
+            saved = state.get(f"{name}.{key}")
+            if saved is None or not torch.equal(saved, redrawn):
+                raise NetFileError(where, f"the frozen values {name}.{key} are not those seed "
+                                   f"{seed} draws with torch {torch.__version__} (the trial "
+                                   "ran another torch version, or its method changes frozen "
+                                   "values while training and must pack them)")
+        out[name] = digest(values.values()) if values else None
+    return out
 
 
 def _arrays_of(arrays: Mapping[str, np.ndarray], layer: str) -> dict[str, np.ndarray]:
@@ -294,7 +296,7 @@ def read(path) -> NetFile:
     layers = selection_layers(model)
     _check_layers(path, header, cfg, layers)
     _load_other_state(path, model, arrays)
-    for (name, layer), entry in zip(layers, header["layers"]):
+    for name, layer in layers:
         cfg.method_spec.packing_of(layer).install(layer, _arrays_of(arrays, name))
     evaluation_forward(model, shape)
     weights = {}
@@ -308,7 +310,7 @@ def read(path) -> NetFile:
     return NetFile(plain_module(model, weights), header, cfg, size)
 
 
-def test_accuracy(nf: NetFile) -> float:
+def accuracy_on_test_set(nf: NetFile) -> float:
     """The loaded network's accuracy on its trial's test set, on the CPU, batched as the trial
     evaluated it."""
     from hiddenlab.data import build_data

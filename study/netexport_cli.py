@@ -123,7 +123,7 @@ def describe(header: dict, nbytes: int, size) -> str:
 
 
 def _verify(file: str, test: bool) -> int:
-    from hiddenlab.study.netexport import read, test_accuracy
+    from hiddenlab.study.netexport import accuracy_on_test_set, read
 
     nf = read(file)  # raises NetFileError naming what differs
     h = nf.header
@@ -132,7 +132,7 @@ def _verify(file: str, test: bool) -> int:
           f"{h['torch']} -> {_torch()}); evaluation weights of {len(h['layers'])} layers")
     if not test:
         return 0
-    acc = test_accuracy(nf)
+    acc = accuracy_on_test_set(nf)
     want = h.get("test_acc")
     if want is None:
         print(f"  test accuracy on the CPU: {acc:.4f} (the trial recorded none for this network)")

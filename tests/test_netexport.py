@@ -94,7 +94,7 @@ def test_round_trip_is_bit_exact(tmp_path, model, case):
     else:
         assert nf.header["note"] is None
         assert nf.header["test_acc"] == metrics["test_acc"]
-        assert nx.test_accuracy(nf) == metrics["test_acc"]
+        assert nx.accuracy_on_test_set(nf) == metrics["test_acc"]
 
 
 def test_best_validation_network_round_trips(tmp_path):
@@ -109,7 +109,7 @@ def test_best_validation_network_round_trips(tmp_path):
         out = nf.module(x)
         assert torch.equal(out, evaluation_network(ckpt, best_val=True)(x))
         assert not torch.equal(out, evaluation_network(ckpt)(x))
-    assert nx.test_accuracy(nf) == nf.header["test_acc"] == metrics["best_val_test_acc"]
+    assert nx.accuracy_on_test_set(nf) == nf.header["test_acc"] == metrics["best_val_test_acc"]
     assert metrics["best_val_test_acc"] != metrics["test_acc"]
 
 

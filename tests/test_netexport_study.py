@@ -45,7 +45,7 @@ def test_study_networks_export_and_sizes(ray_session, tmp_path, monkeypatch, cap
         nf = nx.read(nets / row["file"])
         final = df[(df.run_id == row["run_id"]) & (df.epoch == 2)].iloc[0]
         assert nf.header["epoch"] == 2 and row["test_acc"] == final.test_acc
-        assert nx.test_accuracy(nf) == final.test_acc
+        assert nx.accuracy_on_test_set(nf) == final.test_acc
         assert nx.export_size(final.to_dict()) == nf.size   # from the results row alone
         assert row["bytes"] == (nets / row["file"]).stat().st_size < row["float32_bytes"]
     assert main(["study", "show", STUDY.name, "--storage", storage]) == 0
