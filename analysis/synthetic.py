@@ -181,7 +181,13 @@ def demo_records(seeds: int = 3, noise: float = 0.004, rng_seed: int = 0) -> lis
     """Every built-in study and one user study (`my-sweep`) with paper-like numbers. Deliberate
     gaps: ep-fig3 Conv8 N_k k=10% has one ERROR seed (its point has n = seeds - 1), sm-k CONV-4
     K=64 one RUNNING seed, sm-gs-ps one PENDING trial, my-sweep three trials STOPPED by the
-    scheduler. Every trial's best-validation network differs a little from its last one."""
+    scheduler. Every trial's best-validation network differs a little from its last one.
+    Deterministic, so built once per process (treat the records as read-only)."""
+    return list(_demo_records(seeds, noise, rng_seed))
+
+
+@functools.lru_cache(maxsize=2)
+def _demo_records(seeds: int, noise: float, rng_seed: int) -> tuple[TrialRecord, ...]:
     rng = np.random.default_rng(rng_seed)
     out: list[TrialRecord] = []
 
@@ -202,7 +208,7 @@ def demo_records(seeds: int = 3, noise: float = 0.004, rng_seed: int = 0) -> lis
         _scaling_laws(add, s, host)
         _real_data(add, s, host)
         _user_study(add, s, host)
-    return out
+    return tuple(out)
 
 
 def _edge_popup_cifar(add, s, seeds, host, rng):
@@ -395,7 +401,12 @@ def _user_study(add, s, host):
 
 def demo_results(seeds: int = 3, noise: float = 0.004, rng_seed: int = 0) -> pd.DataFrame:
     """`demo_records` as the rows of results.parquet (all studies in one frame)."""
-    return results_frame(demo_records(seeds, noise, rng_seed))
+    return _demo_frame(seeds, noise, rng_seed).copy()
+
+
+@functools.lru_cache(maxsize=2)
+def _demo_frame(seeds: int, noise: float, rng_seed: int) -> pd.DataFrame:
+    return results_frame(_demo_records(seeds, noise, rng_seed))  # callers get copies
 
 
 def demo_selection(layers: list[str], kept: float, seed: int = 0, bins: int = 30) -> dict:
