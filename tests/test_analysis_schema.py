@@ -3,7 +3,6 @@ histogram bins, and a round trip through `hiddenlab.study.export` itself."""
 
 from __future__ import annotations
 
-import json
 
 import matplotlib
 

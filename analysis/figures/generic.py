@@ -4,10 +4,11 @@
 Id `study:<name>`. Top row: test accuracy (last epoch) against every numeric config field the study
 varies (a field varies when it takes several values within one series: values that differ only
 between methods are their recipes, not a sweep), one line per series (the study's own label)
-and, where other fields vary too, per value of those; trials without the field (e.g. K for a
-dense baseline) are horizontal reference lines. Second row: the same for validation accuracy
-(`best_val_acc`, the best epoch a trial reached), which also counts trials a scheduler STOPPED
-early. Third row: power-law fits of test error against every size-like axis that varies
+and, where other fields vary too, per value of those; series that do not sweep the field (a
+dense baseline has no K) are horizontal reference lines. Second row: the same for validation accuracy
+(`best_val_acc`, the best epoch a trial reached), where each trial a scheduler STOPPED early is a
+point of its own (it has no test accuracy, and after fewer epochs it would drag down any mean it
+joined). Third row: power-law fits of test error against every size-like axis that varies
 (`scaling.fit_series`, bootstrap intervals). The table lists the best trials by validation
 accuracy with the fields that vary. A study that varies no numeric field gets one point per
 series instead of the curves.
@@ -20,7 +21,7 @@ import pandas as pd
 
 from hiddenlab.config import ConfigError, all_fields, kind_of
 
-from ..core import FigureResult, NoData, aggregate, fmt_x, method_label, natural_key
+from ..core import FigureResult, aggregate, fmt_x, method_label, natural_key
 from ..results import LAST, last_rows, config_key, one_scale, select_study
 from ..style import SeriesStyles, finish, hide_unused, log2_axis, new_figure, styled
 from ._common import ACC_LABEL, category_panel, curve_reading, draw_panel, prepare
@@ -154,8 +155,9 @@ def study_figure(df: pd.DataFrame, study: str, n_boot: int = 1000) -> FigureResu
         extra["exponents"] = exps.reset_index(drop=True)
         extra["fit-points"] = pts_fit.assign(kind="curve")
         reading += "; " + fits_reading(exps)
-    notes.append(f"validation accuracy: `{VAL}`, the best epoch each trial reached (trials "
-                 "stopped early count with the epochs they reached)")
+    notes.append(f"validation accuracy: `{VAL}`, the best epoch each trial reached; lines "
+                 "average finished trials, a trial stopped early is a × of its own (and ranks "
+                 "in the best-trials table) with the epochs it reached")
     result = FigureResult(fig_id, curves, fig, reading, table=table,
                           notes=notes, extra=extra, title=title)
     if exps is not None:
