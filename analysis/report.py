@@ -177,7 +177,7 @@ def report_blocks(results: dict, df: pd.DataFrame, storage: str, out: Path,
         for title, frame in r.tables.items():
             b += [("p", f"**{title}**"), ("table", frame)]
         links = [f"[{stem}.csv]({stem}.csv)"]
-        links += [f"[{stem}.pdf]({stem}.pdf)"] if r.fig is not None else []
+        links += [f"[{stem}.pdf]({stem}.pdf)"] if (out / f"{stem}.pdf").exists() else []
         links += [f"[{stem}-{n}.csv]({stem}-{n}.csv)" for n in r.extra]
         b.append(("p", "Data: " + ", ".join(links)))
     if skipped:

@@ -85,6 +85,7 @@ def test_study_filter_and_ids(storage, tmp_path):
                  "--id", "sm-k", "ep-fig3", "--no-pdf", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "sm-k.png").exists() and not (tmp_path / "sm-k.pdf").exists()
     md = (tmp_path / "report.md").read_text()
+    assert "[sm-k.csv](sm-k.csv)" in md and "sm-k.pdf" not in md  # no link to a missing file
     assert "ep-fig3 (not selected with --study)" in md
 
 

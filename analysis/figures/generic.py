@@ -155,9 +155,10 @@ def study_figure(df: pd.DataFrame, study: str, n_boot: int = 1000) -> FigureResu
         extra["exponents"] = exps.reset_index(drop=True)
         extra["fit-points"] = pts_fit.assign(kind="curve")
         reading += "; " + fits_reading(exps)
-    notes.append(f"validation accuracy: `{VAL}`, the best epoch each trial reached; lines "
-                 "average finished trials, a trial stopped early is a × of its own (and ranks "
-                 "in the best-trials table) with the epochs it reached")
+    notes.append(f"validation accuracy: `{VAL}`, the best epoch each trial reached" +
+                 ("; lines average finished trials, a trial stopped early is a × of its own "
+                  "(and ranks in the best-trials table) with the epochs it reached"
+                  if val["status"].eq("STOPPED").any() else ""))
     result = FigureResult(fig_id, curves, fig, reading, table=table,
                           notes=notes, extra=extra, title=title)
     if exps is not None:
