@@ -22,7 +22,8 @@ from ._common import (ACC_LABEL, KEPT_LABEL, TOP1_LABEL, baselines, curve_figure
                       dense_label, init_series, label_columns, pct_axis, points, prepare,
                       with_accuracy)
 
-WHY = "edge-popup selects no epoch on validation"
+WHY = ("edge-popup selects no epoch on validation (the reference code's best-over-epochs "
+       "number selects on the test set: docs/published.md)")
 
 
 def _prepare(df, study, fig_id):
@@ -285,7 +286,8 @@ def _methods_vs_kept(df, study, fig_id, title, ylabel=ACC_LABEL) -> FigureResult
     base = f[f["method"] == "dense"].copy()
     base["series"] = dense_label(base)
     b = baselines(base, set(pts["panel"]))
-    fig, data = curve_figure(fig_id, title, pts, b, xlabel=KEPT_LABEL + " (Zhou: realised)",
+    fig, data = curve_figure(fig_id, title, pts, b,
+                             xlabel=KEPT_LABEL + " (Zhou: realised, mean over layers)",
                              ylabel=ylabel, linestyle_by="method", xfmt=pct_axis)
     return FigureResult(fig_id, with_accuracy(data, LAST), fig, _vs_zhou_reading(data),
                         notes=notes, title=title)

@@ -148,6 +148,8 @@ def _real_reading(data: pd.DataFrame) -> str:
     parts = []
     for panel, g in data.groupby("panel", sort=False):
         pts, dense = g[g["kind"] == "point"], g[g["kind"] == "baseline"]
+        if pts.empty:
+            continue
         top = pts.loc[pts["mean"].idxmax()]
         text = f"{panel}: best selection method {top['series']} {top['mean']:.1f}%"
         if not dense.empty:
