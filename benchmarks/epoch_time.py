@@ -22,6 +22,11 @@ and backward, the selection kernels (every layer's effective weight, and the bac
 the scores, timed by tensor hooks). `--profile` adds torch.profiler's top operators of the first
 (warm-up) epoch, which the medians leave out. These replays interleave the same way (one epoch per method per round).
 
+`--propose` prototypes trainer-side changes (docs/performance.md) without editing the trainer:
+`allocator` calls `kernels.tune_host_allocator()` before the trials (what run_trial would do at
+its start on the CPU); `factored` registers `slot.attach` as the slot methods' attach hook (what
+the method registry would do), so SGD slot trials train factored scores.
+
 CPU: one torch thread by default (`--threads`): with two, OpenMP threads of a step wait on each
 other whenever another job holds a core, which on a shared 2-core machine swamps what is measured.
 
@@ -373,6 +378,22 @@ def print_breakdown(rows: list[dict]) -> None:
               " ".join(f"{r['phase_s'][k]:9.3f}" for k in keys))
 
 
+def apply_proposals(proposals: list[str]) -> None:
+    """Prototype trainer-side changes in this process (see the module docstring)."""
+    if "allocator" in proposals:
+        from hiddenlab.models.selection.kernels import tune_host_allocator
+
+        print(f"tune_host_allocator(): {tune_host_allocator()}")
+    if "factored" in proposals:
+        import dataclasses
+
+        from hiddenlab.models.selection import METHODS as registry
+        from hiddenlab.models.selection import slot
+
+        for name in ("slot-gs", "slot-ps"):
+            registry[name] = dataclasses.replace(registry[name], attach=slot.attach)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", nargs="+", default=MODELS, choices=MODELS)
@@ -390,10 +411,13 @@ def main(argv=None) -> int:
     p.add_argument("--profile", action="store_true",
                    help="torch.profiler's top operators of the first (warm-up) breakdown epoch")
     p.add_argument("--profile-rows", type=int, default=15)
+    p.add_argument("--propose", nargs="*", default=[], choices=["allocator", "factored"],
+                   help="prototype trainer-side proposals (module docstring)")
     p.add_argument("--json", type=Path, help="write every number here")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    apply_proposals(args.propose)
     if "dense" not in args.methods:
         args.methods = ["dense", *args.methods]  # the ratios need it
     out = {"machine": machine(), "args": {k: str(v) if isinstance(v, Path) else v
