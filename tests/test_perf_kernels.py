@@ -43,7 +43,7 @@ def test_tune_host_allocator_is_idempotent():
 
 def _drifting_scores(g, steps: int):
     """A training-like sequence: small moves every step, a few jumps, then many ties."""
-    s = torch.randn(5003, generator=g)
+    s = torch.randn(20_011, generator=g)  # above the band's minimum size
     for step in range(steps):
         s = s + torch.randn(s.shape, generator=g) * 1e-3
         if step == 10:

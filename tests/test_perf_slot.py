@@ -176,7 +176,7 @@ def test_factored_sgd_follows_explicit_sgd(method, nesterov):
                 split = True
         return split
 
-    assert _train_side_by_side(cfg, explicit, factored, 20, check) >= 2
+    assert _train_side_by_side(cfg, explicit, factored, 12, check) >= 2
 
 
 def test_factored_gs_argmax_is_the_argmax_of_its_scores():
@@ -191,7 +191,7 @@ def test_factored_gs_argmax_is_the_argmax_of_its_scores():
             assert np.array_equal(layer.argmax().reshape(-1).numpy(), _argmax64(s0, w, t))
             assert torch.equal(layer.argmax(), layer.scores.detach().argmax(-1))  # no near-tie here
 
-    assert _train_side_by_side(cfg, explicit, factored, 20, check) >= 2
+    assert _train_side_by_side(cfg, explicit, factored, 12, check) >= 2
 
 
 def test_factored_layer_starts_as_the_explicit_layer():

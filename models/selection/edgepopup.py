@@ -37,6 +37,7 @@ from .kernels import apply_mask, as_numpy, host_ok
 THRESHOLD_WAYS = ("auto", "host", "sort", "kthvalue", "partition", "radix")
 _NUMPY_DTYPES = (torch.float32, torch.float64, torch.float16)
 _SIGN_OFF = 0x7FFFFFFF
+_BAND_MIN = 1 << 14  # smaller layers: one partition costs less than the band's extra calls
 
 
 def kept_count(n: int, k: float) -> int:
@@ -155,7 +156,7 @@ def _band_threshold(a: np.ndarray, kept: int, pivot: dict):
     a partial sort of everything. Either way the exact value; `pivot` is updated."""
     previous, width = pivot.get("threshold"), pivot.get("width", 0.0)
     t = None
-    if previous is not None and width > 0:
+    if previous is not None and width > 0 and a.size >= _BAND_MIN:
         lo, hi = a.dtype.type(previous - width), a.dtype.type(previous + width)
         at_or_above_hi = np.greater_equal(a, hi)
         above = np.count_nonzero(at_or_above_hi)
