@@ -54,13 +54,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from hiddenlab.models import build_model
-from hiddenlab.models.selection import METHODS as METHOD_REGISTRY
-from hiddenlab.models.selection import selection_layers
-from hiddenlab.study.config import TrialConfig
-from hiddenlab.study.trainer import (LocalReporter, epoch_seed, evaluate, flip_rates, lr_factor,
-                                     make_optimizer, run_trial, seed_everything,
-                                     selection_histograms, snapshot)
+from hiddenlab.config import TrialConfig
+from hiddenlab.study.trainer import (LocalReporter, Trial, epoch_seed, final_metrics, run_trial,
+                                     selection_metrics, snapshot)
 
 METHODS = ["dense", "edgepopup", "supermask", "slot-gs", "slot-ps"]
 MODELS = ["lenet-300-100", "fc-digits", "conv4", "conv6"]
@@ -118,9 +114,10 @@ class BatonReporter(LocalReporter):
     """A LocalReporter (checkpoint.pt, metrics.jsonl, artifacts in a temporary directory) that
     times its own writing, records each epoch, then hands the baton on and waits for its turn."""
 
-    def __init__(self, out_dir: Path, name: str, baton: Baton):
+    def __init__(self, out_dir: Path, name: str, baton: Baton, threads: int | None):
         super().__init__(out_dir, progress=False)
         self.name, self.baton = name, baton
+        self.threads = threads  # run_trial sets torch's threads from it
         self.epochs: list[dict] = []
 
     def load_state(self):
@@ -155,7 +152,7 @@ def run_side_by_side(model: str, methods: list[str], args) -> dict[str, list[dic
                 baton.pass_on(method, leaving=True)
 
         for m in methods:
-            reporters[m] = BatonReporter(Path(tmp) / m, m, baton)
+            reporters[m] = BatonReporter(Path(tmp) / m, m, baton, args.threads or None)
         threads = [threading.Thread(target=trial, args=(m,), daemon=True) for m in methods]
         for t in threads:
             t.start()
@@ -230,98 +227,97 @@ class SelectionClock:
 
 def breakdown_trial(model_name: str, method: str, args, epochs: int, profile: bool):
     """A generator: yields one dict of phase seconds per epoch, computing what run_trial's epoch
-    computes, phase by phase."""
+    computes (through the trainer's `Trial`, its hooks and metric functions), phase by phase."""
     cfg = trial_config(model_name, method, args, epochs)
-    from hiddenlab.data import build_data
-
-    device = torch.device("cpu")
-    seed_everything(cfg.seed)
-    data = build_data(cfg, device)
-    seed_everything(cfg.seed)
-    model = build_model(cfg, data.input_shape, data.num_classes).to(device)
-    optimizer = make_optimizer(cfg, [p for p in model.parameters() if p.requires_grad])
-    steps = len(data.train)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(cfg, s / steps))
-    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    layers = selection_layers(model)
-    selects = METHOD_REGISTRY[cfg.method].selects
-    clock = SelectionClock(layers)
-    previous = snapshot(layers) if selects else None
+    cfg = cfg.method_spec.prepare(cfg)
+    t = Trial(cfg, torch.device("cpu"))
+    clock = SelectionClock(t.layers)
+    previous = snapshot(t.layers) if t.method.selects else None
     history: list[dict] = []
+    best = {"epoch": 0, "val_acc": -1.0, "model": None}
     with tempfile.TemporaryDirectory(prefix="epoch_breakdown_") as tmp:
         reporter = LocalReporter(tmp, progress=False)
         for epoch in range(1, epochs + 1):
             prof = (torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
                     if profile and epoch == 1 else contextlib.nullcontext())
-            t = defaultdict(float)
+            times = defaultdict(float)
             fwd0, bwd0 = clock.forward_s, clock.backward_s
             start = time.perf_counter()
             with prof:
-                torch.manual_seed(epoch_seed(cfg.seed, epoch))
-                data.train.set_epoch(epoch)
-                model.train()
-                loss_sum, correct, seen = torch.zeros(()), torch.zeros((), dtype=torch.long), 0
-                batches = iter(data.train)
-                while True:
-                    t0 = time.perf_counter()
-                    batch = next(batches, None)
-                    t1 = time.perf_counter()
-                    t["data"] += t1 - t0
-                    if batch is None:
-                        break
-                    x, y = batch
-                    logits = model(x)
-                    loss = criterion(logits.float(), y)
-                    t2 = time.perf_counter()
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    t3 = time.perf_counter()
-                    optimizer.step()
-                    scheduler.step()
-                    t4 = time.perf_counter()
-                    loss_sum += loss.detach() * len(y)
-                    correct += (logits.argmax(1) == y).sum()
-                    seen += len(y)
-                    t["forward"] += t2 - t1
-                    t["backward"] += t3 - t2
-                    t["optimizer"] += t4 - t3
+                _train_epoch_timed(t, epoch, times)
                 t0 = time.perf_counter()
-                evaluate(model, model, data.val, criterion, contextlib.nullcontext())
-                if epoch == epochs:  # the trainer tests once, on the last epoch
-                    evaluate(model, model, data.test, criterion, contextlib.nullcontext())
+                val_loss, val_acc = t.evaluate(t.data.val)
                 t1 = time.perf_counter()
-                metrics = {"epoch": epoch, "train_loss": float(loss_sum) / seen,
-                           "train_acc": float(correct) / seen}
-                if selects:
-                    current = snapshot(layers)
-                    metrics["flip_rate"], metrics["flip_rate_layers"] = flip_rates(
-                        previous, current, layers)
-                    previous = current
-                metrics["subnet_params"] = sum(layer.kept_count() for _, layer in layers)
+                metrics = {"epoch": epoch, "val_loss": val_loss, "val_acc": val_acc}
+                previous = selection_metrics(t, metrics, previous)
+                for hook in t.hooks:
+                    metrics.update(hook.on_epoch_end(epoch))
                 t2 = time.perf_counter()
                 artifacts = None
-                if epoch == epochs and selects and cfg.save_selection:
-                    artifacts = {"selection.json": json.dumps(selection_histograms(layers))}
+                if epoch == epochs:  # the trainer tests once, and writes the histograms
+                    best = {"epoch": epoch, "val_acc": val_acc, "model": None}
+                    metrics.update(final_metrics(t, best))
+                    t1 += time.perf_counter() - t2  # the test set counts as evaluation
+                    t2 = time.perf_counter()
+                    artifacts = t.method.artifacts(t.model) if cfg.save_selection else None
                 t3 = time.perf_counter()
                 history.append(metrics)
-                state = {"config": cfg.to_dict(), "epoch": epoch, "model": model.state_dict(),
-                         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                         "history": history, "selection": previous}
+                state = {"config": cfg.to_dict(), "epoch": epoch, "model": t.model.state_dict(),
+                         "optimizer": t.optimizer.state_dict(),
+                         "scheduler": t.scheduler.state_dict(), "history": history,
+                         "selection": previous}
                 reporter.report(metrics, state, artifacts)
                 t4 = time.perf_counter()
-            t["evaluation"] += t1 - t0
-            t["metrics"] += t2 - t1
-            t["histograms"] += t3 - t2
-            t["checkpoint"] += t4 - t3
+            times["evaluation"] += t1 - t0
+            times["metrics"] += t2 - t1
+            times["histograms"] += t3 - t2
+            times["checkpoint"] += t4 - t3
             total = time.perf_counter() - start
-            t["other"] = total - sum(t[p] for p in PHASES if p != "other")
-            out = {p: t[p] for p in PHASES}
+            times["other"] = total - sum(times[p] for p in PHASES if p != "other")
+            out = {p: times[p] for p in PHASES}
             out["total"] = total
             out["selection_forward"] = clock.forward_s - fwd0
             out["selection_backward"] = clock.backward_s - bwd0
             if profile and epoch == 1:
                 out["top_ops"] = top_ops(prof, args.profile_rows)
             yield out
+
+
+def _train_epoch_timed(t, epoch: int, times: dict) -> None:
+    """`Trial.train_epoch` with a clock around data, forward, backward and optimiser step (the
+    per-step hooks count as optimiser step)."""
+    torch.manual_seed(epoch_seed(t.cfg.seed, epoch))
+    t.data.train.set_epoch(epoch)
+    t.model.train()
+    loss_sum, correct, seen = torch.zeros(()), torch.zeros((), dtype=torch.long), 0
+    first = (epoch - 1) * t.steps_per_epoch
+    batches = iter(t.data.train)
+    for i in range(t.steps_per_epoch + 1):
+        t0 = time.perf_counter()
+        batch = next(batches, None)
+        t1 = time.perf_counter()
+        times["data"] += t1 - t0
+        if batch is None:
+            break
+        x, y = batch
+        with t.autocast:
+            logits = t.forward(x)
+            loss = t.criterion(logits.float(), y)
+        t2 = time.perf_counter()
+        t.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        t3 = time.perf_counter()
+        t.optimizer.step()
+        t.scheduler.step()
+        for hook in t.hooks:
+            hook.on_step_end(first + i)
+        t4 = time.perf_counter()
+        loss_sum += loss.detach() * len(y)
+        correct += (logits.argmax(1) == y).sum()
+        seen += len(y)
+        times["forward"] += t2 - t1
+        times["backward"] += t3 - t2
+        times["optimizer"] += t4 - t3
 
 
 def top_ops(prof, rows: int) -> list[dict]:
@@ -387,11 +383,16 @@ def apply_proposals(proposals: list[str]) -> None:
     if "factored" in proposals:
         import dataclasses
 
-        from hiddenlab.models.selection import METHODS as registry
         from hiddenlab.models.selection import slot
 
-        for name in ("slot-gs", "slot-ps"):
-            registry[name] = dataclasses.replace(registry[name], attach=slot.attach)
+        # the slot methods' attach hook, as the plug-in would declare it (docs/performance.md)
+        original = slot.SlotMethod.attach
+
+        def attach(self, model, cfg):
+            original(self, model, cfg)
+            slot.attach(model, cfg)
+
+        slot.SlotMethod.attach = attach
 
 
 def main(argv=None) -> int:

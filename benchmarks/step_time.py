@@ -62,7 +62,7 @@ from reference_impls import REFERENCE_OF, reference_model  # noqa: E402
 from hiddenlab.study.trainer import make_optimizer  # noqa: E402
 from hiddenlab.models import MODELS, build_model  # noqa: E402
 from hiddenlab.models.selection import SelectionLayer  # noqa: E402
-from hiddenlab.study.config import TrialConfig  # noqa: E402
+from hiddenlab.config import TrialConfig  # noqa: E402
 
 METHODS = ["dense", "edgepopup", "supermask", "slot-gs", "slot-ps"]
 DEFAULT_METHODS = ["dense", "edgepopup", "supermask", "slot-gs",

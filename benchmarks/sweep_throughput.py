@@ -36,7 +36,7 @@ METHOD_KW = {"dense": dict(lr=0.01), "edgepopup": dict(k=0.5),
 
 def study_configs(gpu: bool, trials: int, epochs: int) -> list[dict]:
     """The tiny study: `trials` trial configs cycling through METHODS (seeds 0, 1, ...)."""
-    from hiddenlab.study.config import TrialConfig
+    from hiddenlab.config import TrialConfig
 
     if gpu:  # the issue's case: Conv6 on CIFAR-shaped data, the device-resident loader
         base = dict(model="conv6", dataset="synthetic", synthetic_shape=(3, 32, 32),
@@ -121,7 +121,7 @@ class _Timed:
 def trainable(config: dict) -> None:
     import torch
 
-    from hiddenlab.study.config import TrialConfig
+    from hiddenlab.config import TrialConfig
     from hiddenlab.study.trainer import run_trial
 
     started = time.time()

@@ -7,7 +7,8 @@ Presets (cfg.augment; `auto` resolves by recipe):
 - `none`.
 `auto`: CIFAR-10/100 -> `flip` for the Slot Machines models (slot-conv*, lenet-300-100, vgg19),
 else `crop-flip` (edge-popup: conv*, fc, resnet*, cifar-resnet18, wide-resnet50-2);
-ImageNet -> `crop-flip`; MNIST, digits, synthetic -> `none` (no recipe augments them; the
+ImageNet -> `crop-flip`; MNIST, Fashion-MNIST, digits, synthetic -> `none` (no recipe augments
+them: the papers train their MNIST models unaugmented, Fashion-MNIST stands in for MNIST; the
 synthetic set is for quick, exact checks).
 
 Crop and flip are drawn per image from a generator seeded by (cfg.seed, epoch), once per epoch,
@@ -24,8 +25,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from hiddenlab.config import MODELS, ConfigError
+
 PRESETS = ("none", "flip", "crop-flip")
-_SLOT_RECIPE_MODELS = ("lenet-300-100", "vgg19")
 
 
 @dataclass(frozen=True)
@@ -46,11 +48,11 @@ def crop_padding(height: int) -> int:
 
 
 def recipe_preset(model: str, dataset: str) -> str:
-    if dataset in ("mnist", "digits", "synthetic"):
+    if dataset in ("mnist", "fashion-mnist", "digits", "synthetic"):
         return "none"
     if dataset == "imagenet":
         return "crop-flip"
-    if model.startswith("slot-") or model in _SLOT_RECIPE_MODELS:
+    if MODELS.get(model).paper == "slot-machines":  # the reference: horizontal flip only
         return "flip"
     return "crop-flip"
 
@@ -58,8 +60,6 @@ def recipe_preset(model: str, dataset: str) -> str:
 def resolve_augment(augment: str, model: str, dataset: str, shape: tuple[int, int, int]) -> Augment:
     name = recipe_preset(model, dataset) if augment == "auto" else augment
     if name not in PRESETS:
-        from hiddenlab.study.config import ConfigError
-
         raise ConfigError("augment", f"{name!r} is not one of auto, {', '.join(PRESETS)}")
     if name == "none":
         return Augment(name)

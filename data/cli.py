@@ -6,21 +6,22 @@ import argparse
 import os
 from pathlib import Path
 
-from hiddenlab.data.datasets import DATASETS, DataError, DatasetSpec, ImageNetSpec, \
-    TorchvisionSpec, data_config, resolve_root
+from hiddenlab.data.datasets import DATASETS, DataError, DatasetSpec, FashionMNISTSpec, \
+    ImageNetSpec, TorchvisionSpec, data_config, resolve_root
 
 FORMATS = ("ffcv", "torchvision")
 
 
-def register(subparsers) -> None:
+def register(subparsers, argv: list[str] | None = None) -> None:
     data = subparsers.add_parser("data", help="prepare and inspect data sets",
                                  description="Prepare and inspect data sets.")
     sub = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
 
     prep = sub.add_parser(
         "prepare", help="download / convert a data set",
-        description="`--format torchvision` downloads MNIST/CIFAR into the data root (checks "
-                    "an ImageNet folder); `--format ffcv` writes DATA_ROOT/ffcv/DATASET/"
+        description="`--format torchvision` downloads MNIST/CIFAR/Fashion-MNIST into the data "
+                    "root (Fashion-MNIST: unless Debian's dataset-fashion-mnist is installed; "
+                    "checks an ImageNet folder); `--format ffcv` writes DATA_ROOT/ffcv/DATASET/"
                     "{train,test}.beton for the ffcv loader.")
     _common(prep)
     prep.add_argument("--format", choices=FORMATS, default="ffcv", help="what to write (default ffcv)")
@@ -69,7 +70,8 @@ def cmd_prepare(args) -> int:
         for part in ("train", "test"):
             n = spec.size(cfg, root, part)  # downloads what is missing
             print(f"{spec.name} {part}: {n:,} images")
-        print(f"ready under {root}")
+        folders = sorted({str(f.parent) for f in spec.files(root)})
+        print(f"ready: {', '.join(folders) or root}")
         return 0
     base = ffcv_files.IMAGENET_OPTIONS if spec.name == "imagenet" else ffcv_files.BetonOptions()
     options = ffcv_files.BetonOptions(
@@ -102,14 +104,10 @@ def cmd_info(args) -> int:
 
 
 def _source_lines(spec: DatasetSpec, cfg, root: Path) -> list[str]:
-    if isinstance(spec, (TorchvisionSpec, ImageNetSpec)):
-        files = spec.files(root)
-        missing = [f for f in files if not f.exists()]
+    if isinstance(spec, (TorchvisionSpec, ImageNetSpec, FashionMNISTSpec)):
+        missing = [f for f in spec.files(root) if not f.exists()]
         if missing:
-            how = (f"`hiddenlab data prepare {spec.name} --format torchvision` downloads them"
-                   if isinstance(spec, TorchvisionSpec) else
-                   "copy ILSVRC-2012 there as ImageFolder trees (val sorted into class folders)")
-            return [f"missing: {f}" for f in missing] + [how]
+            return [f"missing: {f}" for f in missing] + [_how_to_get(spec)]
     lines = []
     try:
         sizes = {part: spec.size(cfg, root, part) for part in ("train", "test")}
@@ -120,6 +118,16 @@ def _source_lines(spec: DatasetSpec, cfg, root: Path) -> list[str]:
     lines.append(f"source: {where}")
     lines.append(f"sizes: train {sizes['train'] - val:,} / val {val:,} / test {sizes['test']:,}")
     return lines
+
+
+def _how_to_get(spec: DatasetSpec) -> str:
+    download = f"`hiddenlab data prepare {spec.name} --format torchvision` downloads them"
+    if isinstance(spec, FashionMNISTSpec):
+        return (f"install Debian's {spec.debian_package} (files in {spec.system_dir}), or "
+                + download)
+    if isinstance(spec, TorchvisionSpec):
+        return download
+    return "copy ILSVRC-2012 there as ImageFolder trees (val sorted into class folders)"
 
 
 def _ffcv_lines(spec: DatasetSpec, cfg, root: Path) -> list[str]:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from hiddenlab.data import seeding
-from hiddenlab.study.config import ConfigError
+from hiddenlab.config import DATASETS, ConfigError, TrialConfig
 
 PARTS = ("train", "test")
 
@@ -399,6 +399,136 @@ def synthetic_images(shape, classes, part, count, grid=4, noise=32, chunk=4096):
     return images, labels
 
 
+# --- Fashion-MNIST -----------------------------------------------------------------------------
+
+_FASHION_FILES = {  # part -> (images, labels), the names Zalando and torchvision use
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+class FashionMNISTSpec(DatasetSpec):
+    """Zalando's Fashion-MNIST: 70,000 grey 28x28 clothing images, 10 classes, 6,000 per class
+    in train and 1,000 in test; default validation 10,000 held out of train (as MNIST).
+
+    Read, in this order, from Debian's `dataset-fashion-mnist` (gzipped idx files in
+    `system_dir`), from a copy under the data root in torchvision's layout
+    (DATA_ROOT/FashionMNIST/raw, plain or .gz idx files), else downloaded there by torchvision.
+    The idx files are parsed with numpy and kept per process: every trial reads the set.
+    """
+
+    name = "fashion-mnist"
+    help = ("Fashion-MNIST (Debian's dataset-fashion-mnist, else torchvision): 50,000 train / "
+            "10,000 val / 10,000 test, 1x28x28, 10 classes")
+    # of the 60,000 training images (pixels / 255): 0.28604, 0.35302
+    mean = (0.2860,)
+    std = (0.3530,)
+    folder = "FashionMNIST/raw"
+    debian_package = "dataset-fashion-mnist"
+
+    def __init__(self, system_dir: str | os.PathLike = "/usr/share/datasets/fashion-mnist"):
+        self.system_dir = Path(system_dir)
+
+    def num_classes(self, cfg) -> int:
+        return 10
+
+    def input_shape(self, cfg) -> tuple[int, int, int]:
+        return (1, 28, 28)
+
+    def default_val_size(self, cfg) -> int:
+        return 10_000
+
+    def files(self, root: Path) -> list[Path]:
+        """The four idx files of the first complete copy; torchvision's names under the data
+        root (missing) when there is none."""
+        found = self._find(root)
+        if found is not None:
+            return found
+        return [root / self.folder / f for pair in _FASHION_FILES.values() for f in pair]
+
+    def _find(self, root: Path) -> list[Path] | None:
+        for folder in (self.system_dir, root / self.folder):
+            paths = [_plain_or_gz(folder / f) for pair in _FASHION_FILES.values() for f in pair]
+            if all(p is not None for p in paths):
+                return paths
+        return None
+
+    def arrays(self, cfg, root: Path, part: str) -> Arrays:
+        files = self._find(root) or self._download(root)
+        images, labels = files[:2] if part == "train" else files[2:]
+        return _read_idx_set(images, labels, _file_key(images), _file_key(labels))
+
+    def _download(self, root: Path) -> list[Path]:
+        where = root / self.folder
+        names = ", ".join(f for pair in _FASHION_FILES.values() for f in pair)
+        get = (f"install Debian's {self.debian_package} (apt-get install {self.debian_package}, "
+               f"files in {self.system_dir}) or put torchvision's files ({names}, plain or .gz) "
+               f"in {where}")
+        if offline():
+            raise DataError(f"{self.name}: no copy in {self.system_dir} nor under {where}; "
+                            f"{get}, or unset HIDDENLAB_OFFLINE to download them", where)
+        import torchvision.datasets as tvd
+
+        try:
+            with _file_lock(root / f".{self.name}.download.lock"):
+                tvd.FashionMNIST(str(root), train=True, download=True)  # fetches all four
+        except Exception as e:  # no network, proxy, disk full: all say the same to the user
+            raise DataError(f"{self.name}: no copy in {self.system_dir} nor under {where}, and "
+                            f"the download failed ({type(e).__name__}: {e}); {get}, or point "
+                            "--data-root / HIDDENLAB_DATA at a copy", where) from e
+        found = self._find(root)
+        if found is None:
+            raise DataError(f"{self.name}: torchvision downloaded into {where} but the idx files "
+                            f"are not there; {get}", where)
+        return found
+
+
+def _plain_or_gz(path: Path) -> Path | None:
+    gz = path.with_name(path.name + ".gz")
+    return path if path.is_file() else gz if gz.is_file() else None
+
+
+def _file_key(path: Path) -> tuple[int, int]:
+    """(size, mtime): a file replaced in place is read again, not served from the cache."""
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
+
+
+@functools.lru_cache(maxsize=4)
+def _read_idx_set(images: Path, labels: Path, *_file_keys) -> Arrays:
+    x = read_idx(images, ndim=3)
+    y = read_idx(labels, ndim=1)
+    if x.shape[1:] != (28, 28) or len(x) != len(y):
+        raise DataError(f"{images} and {labels} hold {x.shape} images and {len(y)} labels, "
+                        "expected N x 28 x 28 images and N labels", images)
+    if y.max(initial=0) >= 10:
+        raise DataError(f"{labels}: label {int(y.max())} outside 0..9", labels)
+    # the shared tensors of this cache: the loaders index or copy them, never write into them
+    return Arrays(torch.from_numpy(x[:, None]), torch.from_numpy(y.astype(np.int64)))
+
+
+def read_idx(path: Path, ndim: int) -> np.ndarray:
+    """A uint8 idx file (LeCun's MNIST format, gzipped when the name ends in .gz) as an array."""
+    import zlib
+
+    try:
+        data = path.read_bytes()
+        if path.suffix == ".gz":
+            data = zlib.decompress(data, wbits=zlib.MAX_WBITS | 16)  # faster than gzip.open
+    except (OSError, zlib.error) as e:
+        raise DataError(f"cannot read {path} ({type(e).__name__}: {e})", path) from e
+    header = 4 + 4 * ndim
+    if len(data) < header or data[:4] != bytes((0, 0, 0x08, ndim)):
+        raise DataError(f"{path} is not a uint8 idx file with {ndim} dimension(s) (header "
+                        f"{data[:4].hex()}); replace it with the original", path)
+    shape = tuple(int(d) for d in np.frombuffer(data, ">u4", ndim, offset=4))
+    if len(data) != header + math.prod(shape):
+        raise DataError(f"{path}: {len(data) - header} bytes of data, the header says {shape}; "
+                        "the file is truncated or corrupt, replace it with the original", path)
+    # a writable copy (bytearray): torch.from_numpy warns on read-only buffers
+    return np.frombuffer(bytearray(data), np.uint8, offset=header).reshape(shape)
+
+
 _CIFAR10_FILES = ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5",
                   "test_batch", "batches.meta")
 _MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
@@ -416,6 +546,7 @@ def _specs() -> dict[str, DatasetSpec]:
         TorchvisionSpec("cifar100", "CIFAR100", "cifar-100-python", ("train", "test", "meta"), 100,
                         (3, 32, 32), (0.507, 0.487, 0.441), (0.267, 0.256, 0.276), 5_000,
                         "CIFAR-100 (torchvision): 45,000 train / 5,000 val / 10,000 test"),
+        FashionMNISTSpec(),
         ImageNetSpec(),
         DigitsSpec(),
         SyntheticSpec(),
@@ -423,32 +554,14 @@ def _specs() -> dict[str, DatasetSpec]:
     return {s.name: s for s in specs}
 
 
-DATASETS: dict[str, DatasetSpec] = _specs()
+for _spec in _specs().values():
+    DATASETS.add(_spec.name, _spec)
 
 
 def get_dataset(name: str) -> DatasetSpec:
-    try:
-        return DATASETS[name]
-    except KeyError:
-        raise ConfigError("dataset", f"{name!r} is not one of {', '.join(sorted(DATASETS))}") from None
+    return DATASETS.get(name)
 
 
-def data_config(**changes):
-    """A TrialConfig with `changes` (the CLI and tests need one without a full trial); while the
-    rest of hiddenlab cannot validate one (a sub-package missing its registry), a namespace with
-    the same fields and defaults."""
-    import dataclasses
-    import types
-
-    from hiddenlab.study.config import TrialConfig
-
-    try:
-        return TrialConfig(**changes)
-    except ImportError:
-        values = {f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())
-                  for f in dataclasses.fields(TrialConfig)}
-        unknown = set(changes) - set(values)
-        if unknown:
-            raise TypeError(f"unknown TrialConfig fields {sorted(unknown)}") from None
-        values.update(changes)
-        return types.SimpleNamespace(**values)
+def data_config(**changes) -> TrialConfig:
+    """A TrialConfig with `changes` (the data CLI and tests need one without a whole trial)."""
+    return TrialConfig(**changes)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hiddenlab.data import seeding
-from hiddenlab.study.config import ConfigError
+from hiddenlab.config import ConfigError
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Weight and score distributions (../shared/reference/inits.md).
+"""Weight and score distributions (docs/inits.md).
 
 Every weight init is a function `(shape, fans, k) -> Tensor` drawn from the global torch RNG, so a
 trial's seed fixes it. `shape` may carry a trailing K axis (slot machines: K values per
@@ -6,7 +6,9 @@ connection); `fans` are always those of the layer without it.
 
 `scaled_<name>` multiplies the std by 1/sqrt(k), k the fraction KEPT, so that the kept
 sub-network has the variance the unscaled init gives a dense layer. The edge-popup reference
-scales by the fraction removed (right only at k = 0.5, its issue #9); this is right for every k.
+scales the fan by (1 - k) instead (right only at k = 0.5, its issue #9): that formula is offered
+beside it as `scaled_<name>_code`, so the paper's published "scaled" curves can be rerun as they
+were made.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
+
+from hiddenlab.config import INITS, SCORE_INITS, ConfigError
 
 GAIN_RELU = math.sqrt(2.0)
 
@@ -75,25 +79,46 @@ def _slot_paper(s, f, m):
     return _uniform(xavier_std(f) * m, s)
 
 
-INITS: dict[str, Callable[[tuple, Fans, float], torch.Tensor]] = {"auto": None}  # type: ignore
+InitFn = Callable[[tuple, Fans, float], torch.Tensor]
+
+
+def _scale_correct(k: float) -> float:
+    return 1.0 / math.sqrt(k)
+
+
+def _scale_code(k: float) -> float:
+    # The reference multiplies fan by (1 - prune_rate) with prune_rate the fraction KEPT.
+    if k >= 1.0:
+        raise ConfigError("init", "the reference code's scaled init divides by 1 - k: k must "
+                          "be < 1 (use the scaled_ form, 1/sqrt(k), for k = 1)")
+    return 1.0 / math.sqrt(1.0 - k)
+
+
+@dataclass(frozen=True)
+class Init:
+    draw: InitFn
+    scale: Callable[[float], float] | None = None  # std multiplier as a function of k
+
+
 for _name, _fn in _BASE.items():
-    INITS[_name] = _fn
-    INITS["scaled_" + _name] = _fn  # the 1/sqrt(k) factor is applied in init_weights
-INITS["slot-code"] = _slot_code
-INITS["slot-paper"] = _slot_paper
+    INITS.add(_name, Init(_fn))
+    INITS.add("scaled_" + _name, Init(_fn, _scale_correct))
+    INITS.add("scaled_" + _name + "_code", Init(_fn, _scale_code))
+INITS.add("slot-code", Init(_slot_code))
+INITS.add("slot-paper", Init(_slot_paper))
 
 
 def init_weights(name: str, shape: tuple[int, ...], base_shape: tuple[int, ...], k: float = 1.0
                  ) -> torch.Tensor:
     """Draw frozen (or initial) weights of `shape` for a layer whose weight is `base_shape`."""
-    if name not in INITS or name == "auto":
-        raise KeyError(f"unknown init {name!r}; known: {', '.join(sorted(n for n in INITS if n != 'auto'))}")
-    mult = 1.0 / math.sqrt(k) if name.startswith("scaled_") else 1.0
-    return INITS[name](tuple(shape), fans_of(base_shape), mult)
+    init = INITS.get(name)
+    mult = init.scale(k) if init.scale is not None else 1.0
+    return init.draw(tuple(shape), fans_of(base_shape), mult)
 
 
 # --- scores -------------------------------------------------------------------------------------
-SCORE_INITS = ["auto", "kaiming_uniform", "constant", "slot-code", "slot-paper", "normal"]
+for _name in ("kaiming_uniform", "constant", "slot-code", "slot-paper", "normal"):
+    SCORE_INITS.add(_name, _name)
 
 
 def init_scores(name: str, shape: tuple[int, ...], base_shape: tuple[int, ...],
@@ -111,4 +136,4 @@ def init_scores(name: str, shape: tuple[int, ...], base_shape: tuple[int, ...],
         return _uniform(lam * xavier_std(f), shape, low=0.0)
     if name == "normal":
         return torch.randn(tuple(shape)) * 0.01
-    raise KeyError(f"unknown score init {name!r}; known: {', '.join(SCORE_INITS)}")
+    raise ConfigError("score_init", f"{name!r} is not one of {', '.join(SCORE_INITS.names())}")

@@ -1,6 +1,6 @@
 """Shape checks shared by the model families."""
 
-from hiddenlab.study.config import ConfigError
+from hiddenlab.config import ConfigError
 
 
 def check_spatial(h: int, w: int, input_shape, model: str) -> None:

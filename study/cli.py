@@ -3,44 +3,49 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
-from .config import ConfigError, TrialConfig
+from hiddenlab.config import METHODS, ConfigError, TrialConfig
+
+from .study_cli import register_study
+from .trainer import LocalReporter, TrialDiverged, run_trial
 
 
-def register(subparsers) -> None:
+def method_in(argv: list[str]) -> str | None:
+    """The --method named on a command line (its flags and defaults are the ones shown)."""
+    for i, arg in enumerate(argv):
+        if arg == "--method" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--method="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def register(subparsers, argv: list[str] | None = None) -> None:
+    method = method_in(argv or [])
+    shown = method if method in METHODS else f"{METHODS.default} (the default)"
     p = subparsers.add_parser(
         "train", help="run one trial in the foreground",
         description="Run one trial: progress bar, per-epoch metrics, checkpoint every epoch "
-                    "(re-running the same command resumes it), final JSON line on stdout.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    TrialConfig.add_arguments(p)
+                    "(re-running the same command resumes it), final JSON line on stdout. "
+                    f"Flags and defaults shown are those of --method {shown}: with nothing "
+                    "else given, a method trains with its published recipe (`hiddenlab "
+                    "methods` lists them; `--method X --help` shows X's).")
+    TrialConfig.add_arguments(p, method)
     p.add_argument("--out", default=None,
                    help="trial directory (default: runs/<run id>); an existing checkpoint there "
                         "is resumed")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bars")
     p.set_defaults(func=_train)
-    try:
-        from .study_cli import register_study
-    except ModuleNotFoundError as e:
-        if e.name != f"{__package__}.study_cli":
-            raise
-    else:
-        register_study(subparsers)
+    register_study(subparsers)
 
 
 def _train(args) -> int:
-    from hiddenlab.models.selection.finetune import parent_checkpoint
-
-    from .trainer import LocalReporter, TrialDiverged, run_trial
-
     cfg = TrialConfig.from_args(args)
-    if cfg.method == "finetune":
-        parent_checkpoint(cfg.parent, cfg.parent_epoch)  # refuse a missing parent before writing
+    cfg.method_spec.preflight(cfg)  # e.g. refuse a missing finetune parent before writing
     out = Path(args.out) if args.out else Path("runs") / cfg.run_id()
     existing = out / "config.json"
     if existing.exists():
@@ -67,6 +72,7 @@ class _EchoReporter:
     def __init__(self, inner):
         self.inner = inner
         self.progress = inner.progress
+        self.threads = inner.threads
 
     def load_state(self):
         return self.inner.load_state()

@@ -18,13 +18,13 @@ import json
 import math
 import posixpath
 import sys
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from hiddenlab.study.config import TrialConfig, field_names
+from hiddenlab.config import TrialConfig, all_fields, field_names, kind_of
 from hiddenlab.study.storage import Storage
 
 RESULTS_FILE = "results.parquet"
@@ -32,12 +32,13 @@ TUNE_DIR = "tune"
 
 METRICS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "flip_rate", "epoch_lr",
            "epoch_time_s", "kept_fraction", "params", "subnet_params", "test_acc", "test_loss",
-           "done"]
+           "done", "best_val_epoch", "best_val_acc", "best_val_test_acc", "best_val_test_loss",
+           "kept_fraction_paper"]
 # Metrics named like a TrialConfig field get another column name (the field keeps its own):
 # the epoch's learning rate vs the configured peak `lr`; the resolved vs configured eval_mode.
 RENAMED = {"lr": "epoch_lr", "eval_mode": "eval_mode_resolved"}
 _METRIC_TYPES = {"epoch": pa.int64(), "params": pa.int64(), "subnet_params": pa.int64(),
-                 "done": pa.bool_()}
+                 "done": pa.bool_(), "best_val_epoch": pa.int64()}
 # Keys Ray Tune adds to every result, or our reporter's bookkeeping: not metrics.
 _RAY_KEYS = {"timestamp", "checkpoint_dir_name", "training_iteration", "trial_id", "date",
              "time_this_iter_s", "time_total_s", "pid", "hostname", "node_ip", "config",
@@ -202,22 +203,13 @@ def finished_run_ids(storage: Storage, study: str, retry_errored: bool = False) 
 
 
 # --- the table -----------------------------------------------------------------------------------
+_ARROW = {"tuple": pa.list_(pa.int64()), "bool": pa.bool_(), "int": pa.int64(),
+          "float": pa.float64(), "str": pa.string()}
+
+
 def _cfg_columns() -> list[tuple[str, pa.DataType]]:
-    out = []
-    for f in fields(TrialConfig):
-        t = str(f.type)
-        if "tuple" in t:
-            typ = pa.list_(pa.int64())
-        elif t.startswith("bool"):
-            typ = pa.bool_()
-        elif t.startswith("int"):
-            typ = pa.int64()
-        elif t.startswith("float"):
-            typ = pa.float64()
-        else:
-            typ = pa.string()
-        out.append((f.name, typ))
-    return out
+    """Every shared field and every method's options (null where a method does not take one)."""
+    return [(name, _ARROW[kind_of(f)]) for name, f in all_fields().items()]
 
 
 def _value(v: Any) -> Any:
@@ -233,10 +225,9 @@ def rows(study: str, records: dict[str, TrialRecord]) -> list[dict[str, Any]]:
         rec = records[rid]
         cfg_fields = {k: v for k, v in rec.config.items() if k in names}
         try:
-            cfg = TrialConfig.from_dict(cfg_fields)
+            cfg = TrialConfig.from_record(cfg_fields)
             resolved = {"K_resolved": cfg.num_values, "k_resolved": cfg.keep,
-                        "init_resolved": cfg.resolved_init,
-                        "lr_resolved": getattr(cfg, "learning_rate", cfg.lr)}
+                        "init_resolved": cfg.init, "lr_resolved": cfg.lr}
             cfg_fields = cfg.to_dict()
         except Exception:  # a config this version no longer accepts: keep what is there
             resolved = {"K_resolved": None, "k_resolved": None, "init_resolved": None,

@@ -47,10 +47,11 @@ class TuneReporter:
     progress = False
 
     def __init__(self, cfg, run_id: str, storage_uri: str | None = None,
-                 study: str | None = None):
+                 study: str | None = None, threads: int | None = None):
         from hiddenlab.study.storage import Storage
 
         self.cfg = cfg
+        self.threads = threads  # the trial's Ray CPUs: its share of the node's cores
         self.run_id = run_id
         self.storage = Storage(storage_uri) if storage_uri else None
         self.study = study
@@ -150,15 +151,13 @@ def make_trainable(storage_uri: str, study: str, cpus_per_trial: float = 1.0):
     """The Ray Tune function trainable: one hiddenlab trial from a Tune config."""
 
     def hiddenlab_trial(config: dict) -> None:
-        import torch
-
-        from hiddenlab.study.config import ConfigError
+        from hiddenlab.config import ConfigError
         from hiddenlab.study.spaces import config_from_ray
         from hiddenlab.study.trainer import TrialDiverged, run_trial
 
-        torch.set_num_threads(max(1, int(math.floor(cpus_per_trial))))
         cfg = config_from_ray(config)
-        reporter = TuneReporter(cfg, config.get("run_id") or cfg.run_id(), storage_uri, study)
+        reporter = TuneReporter(cfg, config.get("run_id") or cfg.run_id(), storage_uri, study,
+                                threads=max(1, int(math.floor(cpus_per_trial))))
         try:
             run_trial(cfg, reporter)
         except (TrialDiverged, ConfigError) as e:  # deterministic: retrying cannot help

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from hiddenlab.study import export as export_mod
-from hiddenlab.study.config import ConfigError
+from hiddenlab.config import ConfigError
 from hiddenlab.study.registry import Study, get_study
 from hiddenlab.study.spaces import SCALES, Plan, PlannedTrial, param_space, parse_overrides
 from hiddenlab.study.storage import Storage
@@ -108,7 +108,10 @@ def _init_ray(opts: RunOptions) -> bool:
 
     if ray.is_initialized():
         return False
-    env = {k: os.environ[k] for k in ("HIDDENLAB_DATA",) if k in os.environ}
+    # Trials see the driver's data root and plug-ins (a method, model or data set of the user's
+    # own, imported by every process through $HIDDENLAB_PLUGINS from $PYTHONPATH).
+    env = {k: os.environ[k] for k in ("HIDDENLAB_DATA", "HIDDENLAB_PLUGINS", "PYTHONPATH")
+           if k in os.environ}
     runtime_env = {"env_vars": env} if env else None
     kw: dict[str, Any] = dict(include_dashboard=False, log_to_driver=opts.verbose >= 2,
                               runtime_env=runtime_env, configure_logging=True,
@@ -207,11 +210,9 @@ def plan_study(study: Study | str, opts: RunOptions) -> tuple[Study, Storage, Pl
         overrides["data_root"] = os.path.abspath(os.path.expanduser(overrides["data_root"]))
     plan = study.plan(opts.scale, opts.seeds, overrides,
                       parent_dir=lambda rid: storage.uri_of(study.name, "checkpoints", rid))
-    for t in plan.trials:   # finetune trials of an existing parent: it must be there
-        if t.cfg.parent and t.parent_run_id is None and "://" not in t.cfg.parent:
-            from hiddenlab.models.selection.finetune import parent_checkpoint
-
-            parent_checkpoint(t.cfg.parent, t.cfg.parent_epoch)
+    for t in plan.trials:   # what needs the file system (a finetune parent given by path)
+        if t.parent_run_id is None:
+            t.cfg.method_spec.preflight(t.cfg)
     if opts.gpus_per_trial > 0:
         for t in plan.trials:
             if t.cfg.device == "cpu":

@@ -19,11 +19,10 @@ import dataclasses
 import hashlib
 import itertools
 import json
-import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from hiddenlab.study.config import ConfigError, TrialConfig, field_names
+from hiddenlab.config import METHODS, ConfigError, TrialConfig, all_fields, field_names, kind_of
 
 Point = dict[str, Any]
 SCALES = ("smoke", "paper")
@@ -34,36 +33,35 @@ META_KEYS = ("run_id", "study", "scale", "phase", "series", "parent_run_id")
 
 # --- typed parsing of field values (for --set FIELD=VALUE) ---------------------------------------
 def _field(name: str) -> dataclasses.Field:
-    for f in fields(TrialConfig):
-        if f.name == name:
-            return f
-    raise ConfigError(name, f"unknown field; known fields: {', '.join(field_names())}")
+    f = all_fields().get(name)
+    if f is None:
+        raise ConfigError(name, f"unknown field; known fields: {', '.join(field_names())}")
+    return f
 
 
 def parse_value(name: str, text: str) -> Any:
     """Parse `text` as the type of TrialConfig field `name` (None/none for optional fields,
     comma-separated integers for tuple fields, true/false for booleans)."""
     f = _field(name)
-    t = str(f.type)
-    optional = "None" in t
+    kind = kind_of(f)
     s = text.strip()
-    if optional and s.lower() in ("none", "null", ""):
+    if "None" in str(f.type) and s.lower() in ("none", "null", ""):
         return None
     try:
-        if "tuple" in t:
+        if kind == "tuple":
             return tuple(int(x) for x in s.replace(",", " ").split())
-        if t.startswith("bool"):
+        if kind == "bool":
             if s.lower() in ("1", "true", "yes", "on"):
                 return True
             if s.lower() in ("0", "false", "no", "off"):
                 return False
             raise ValueError(s)
-        if t.startswith("int"):
+        if kind == "int":
             return int(s)
-        if t.startswith("float"):
+        if kind == "float":
             return float(s)
     except ValueError:
-        raise ConfigError(name, f"{text!r} is not a valid {t}") from None
+        raise ConfigError(name, f"{text!r} is not a valid {kind}") from None
     return s
 
 
@@ -83,10 +81,19 @@ def parse_overrides(items: Iterable[str] | Mapping[str, Any] | None) -> Point:
             raise ConfigError("set", f"{item!r} is not FIELD=VALUE")
         k, v = item.split("=", 1)
         k = k.strip().replace("-", "_")
-        if k in ("seed", "parent", "parent_epoch"):
+        if k == "seed":
             raise ConfigError(k, "is set by the study (use --seeds for the number of seeds)")
         out[k] = parse_value(k, v)
     return out
+
+
+def applicable(overrides: Point, method: str | None) -> Point:
+    """The overrides a trial of `method` takes: every shared field, and the method's own options
+    (`--set k=0.3` sets edge-popup's k and leaves the dense baselines of a study alone)."""
+    taken = set(METHODS.get(method or METHODS.default)
+                .Options.field_names())
+    shared = {f.name for f in dataclasses.fields(TrialConfig)}
+    return {k: v for k, v in overrides.items() if k in shared or k in taken}
 
 
 # --- series ------------------------------------------------------------------------------------
@@ -117,7 +124,7 @@ class Series:
                 p.update(zip(names, combo))
                 if seed is not None:
                     p["seed"] = seed
-                p.update(overrides)
+                p.update(applicable(overrides, p.get("method")))
                 if self.derive is not None:
                     p.update(self.derive(dict(p)))
                 if self.where is not None and not self.where(dict(p)):
@@ -126,25 +133,18 @@ class Series:
         return out
 
 
-# Fields a finetune child takes from its defaults or its own series, not from its parent.
-_SELECTION_FIELDS = ("method", "K", "k", "init", "score_init", "score_const", "score_abs",
-                     "topk_scope", "supermask_scale", "eval_mode", "parent", "parent_epoch",
-                     "keep_epochs", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
-                     "schedule", "warmup_epochs", "milestones", "gamma", "restarts", "epochs",
-                     "label_smoothing")
-
-
 @dataclass
 class ChildSeries:
-    """Finetune trials made from the trials of earlier series (`parents`: their labels): one
-    child per parent x start epoch. A child inherits the parent's model and data fields (seed
-    included), takes `fixed`, then `derive(point, parent_cfg)` (e.g. epochs = budget - E).
-    The parent must keep the start epochs (`keep_epochs`)."""
+    """Child trials (e.g. finetuning) made from the trials of earlier series (`parents`: their
+    labels): one child per parent x start epoch. `fixed` names the child's method, which says
+    what a child inherits from its parent (its `inherits`: model and data fields, seed
+    included) and how it links to it (`child_fields`); then `derive(point, parent_cfg)` (e.g.
+    epochs = budget - E). The parent must keep the start epochs (`keep_epochs`)."""
 
     label: str
     parents: Sequence[str]
     start_epochs: Sequence[int]
-    fixed: Mapping[str, Any] = field(default_factory=lambda: {"method": "finetune"})
+    fixed: Mapping[str, Any]
     derive: Callable[[Point, TrialConfig], Point] | None = None
     parent_filter: Callable[[TrialConfig], bool] | None = None   # which parents get children
 
@@ -152,8 +152,11 @@ class ChildSeries:
                parent_dir: Callable[[str], str]) -> list[tuple[Point, "PlannedTrial"]]:
         for name in self.fixed:
             _field(name)
+        if "method" not in self.fixed:
+            raise ConfigError("method", f"series {self.label!r}: a child series names its "
+                              "method in `fixed`")
+        method = METHODS.get(self.fixed["method"])
         out = []
-        defaults = TrialConfig.__dataclass_fields__
         for parent in parents:
             pcfg = parent.cfg
             if self.parent_filter is not None and not self.parent_filter(pcfg):
@@ -163,15 +166,10 @@ class ChildSeries:
                     raise ConfigError("keep_epochs", f"series {self.label!r} starts at epoch "
                                       f"{epoch} of {parent.run_id}, which keeps only "
                                       f"{list(pcfg.keep_epochs)}")
-                p = pcfg.to_dict()
-                for name in _SELECTION_FIELDS:
-                    f = defaults[name]
-                    p[name] = (f.default if f.default is not dataclasses.MISSING
-                               else f.default_factory())
+                p = {name: getattr(pcfg, name) for name in method.inherits}
                 p.update(self.fixed)
-                p.update(overrides)
-                p["parent"] = parent_dir(parent.run_id)
-                p["parent_epoch"] = epoch
+                p.update(applicable(overrides, method.name))
+                p.update(method.child_fields(parent_dir(parent.run_id), epoch))
                 if self.derive is not None:
                     p.update(self.derive(dict(p), pcfg))
                 out.append((p, parent))
@@ -234,33 +232,6 @@ def _make_cfg(point: Point, where: str) -> TrialConfig:
         raise ConfigError("config", f"{e} (in {where})") from None
 
 
-def _check_types(point: Point, where: str) -> None:
-    """Refuse values whose Python type does not fit the field (e.g. a string for lr)."""
-    for name, value in point.items():
-        f = _field(name)
-        t = str(f.type)
-        if value is None:
-            if "None" not in t:
-                raise ConfigError(name, f"None is not allowed (in {where})")
-            continue
-        if "tuple" in t:
-            ok = isinstance(value, (list, tuple)) and all(
-                isinstance(x, int) and not isinstance(x, bool) for x in value)
-        elif t.startswith("bool"):
-            ok = isinstance(value, bool)
-        elif t.startswith("int"):
-            ok = isinstance(value, int) and not isinstance(value, bool)
-        elif t.startswith("float"):
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and \
-                math.isfinite(float(value))
-            if ok:
-                point[name] = float(value)
-        else:
-            ok = isinstance(value, str)
-        if not ok:
-            raise ConfigError(name, f"{value!r} is not a valid {t} (in {where})")
-
-
 def expand(study: str, phases: Sequence[Phase], scale: str, seeds: Sequence[int],
            overrides: Point | None = None,
            parent_dir: Callable[[str], str] = lambda rid: f"<storage>/checkpoints/{rid}") -> Plan:
@@ -283,7 +254,6 @@ def expand(study: str, phases: Sequence[Phase], scale: str, seeds: Sequence[int]
             else:
                 pairs = [(p, None) for p in series.points(seeds, overrides)]
             for point, parent in pairs:
-                _check_types(point, where_)
                 cfg = _make_cfg(point, where_)
                 rid = cfg.run_id()
                 if rid in seen:
@@ -299,6 +269,12 @@ def expand(study: str, phases: Sequence[Phase], scale: str, seeds: Sequence[int]
                 by_label.setdefault(series.label, []).append(t)
             trials.extend(made)
         plans.append(PhasePlan(phase.name, trials))
+    taken = {k for t in seen.values() for k in t.cfg.to_dict()}
+    for key in overrides:
+        if key not in taken:
+            methods = sorted({t.cfg.method for t in seen.values()})
+            raise ConfigError(key, f"no trial of study {study} takes {key} (its methods: "
+                              f"{', '.join(methods)})")
     return Plan(study, scale, list(seeds), plans)
 
 
@@ -310,7 +286,7 @@ class _Lookup:
         self.table, self.name = table, name
 
     def __call__(self, config):
-        return self.table[config["run_id"]][self.name]
+        return self.table[config["run_id"]].get(self.name)
 
 
 def param_space(trials: Sequence[PlannedTrial], study: str, scale: str) -> dict[str, Any]:
@@ -320,13 +296,13 @@ def param_space(trials: Sequence[PlannedTrial], study: str, scale: str) -> dict[
     if not trials:
         raise ValueError("no trials to run")
     table = {t.run_id: t.ray_config(study, scale) for t in trials}
-    keys = list(next(iter(table.values())))
+    keys = list(dict.fromkeys(k for row in table.values() for k in row))  # methods differ
     space: dict[str, Any] = {"run_id": tune.grid_search([t.run_id for t in trials])}
     for key in keys:
         if key == "run_id":
             continue
-        values = [json.dumps(row[key], sort_keys=True) for row in table.values()]
-        if len(set(values)) == 1:
+        values = {json.dumps(row.get(key), sort_keys=True) for row in table.values()}
+        if len(values) == 1 and all(key in row for row in table.values()):
             space[key] = next(iter(table.values()))[key]
         else:
             space[key] = tune.sample_from(_Lookup(table, key))
@@ -334,9 +310,9 @@ def param_space(trials: Sequence[PlannedTrial], study: str, scale: str) -> dict[
 
 
 def config_from_ray(config: Mapping[str, Any]) -> TrialConfig:
-    """The TrialConfig of a Ray trial config (meta keys dropped); checks the run id."""
-    names = set(field_names())
-    cfg = TrialConfig.from_dict({k: v for k, v in config.items() if k in names})
+    """The TrialConfig of a Ray trial config (meta keys and other methods' options dropped);
+    checks the run id."""
+    cfg = TrialConfig.from_record(config)
     rid = config.get("run_id")
     if rid is not None and rid != cfg.run_id():
         raise ConfigError("run_id", f"config names {rid} but its fields hash to {cfg.run_id()}")
@@ -349,7 +325,8 @@ def varying_fields(trials: Sequence[PlannedTrial]) -> list[str]:
         return []
     out = []
     for name in field_names():
-        vals = {json.dumps(getattr(t.cfg, name), sort_keys=True, default=str) for t in trials}
+        vals = {json.dumps(t.cfg.to_dict().get(name), sort_keys=True, default=str)
+                for t in trials}
         if len(vals) > 1:
             out.append(name)
     return out

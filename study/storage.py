@@ -20,7 +20,7 @@ import uuid
 
 import pyarrow.fs as pafs
 
-from hiddenlab.study.config import ConfigError
+from hiddenlab.config import ConfigError
 
 
 def _is_uri(path: str) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hiddenlab.study.config import ConfigError
+from hiddenlab.config import ConfigError
 
 
 def register_study(subparsers) -> None:

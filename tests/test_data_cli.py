@@ -7,7 +7,7 @@ import argparse
 import pytest
 
 from hiddenlab.data import cli
-from hiddenlab.study.config import ConfigError
+from hiddenlab.config import ConfigError
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,7 @@ from hiddenlab.data.augment import resolve_augment
 from hiddenlab.data.datasets import default_root, synthetic_images
 from hiddenlab.data.splits import split_indices
 from hiddenlab.data.testing import cifar_checksums_off, make_cfg, write_cifar, write_image_folder
-from hiddenlab.study.config import ConfigError
+from hiddenlab.config import ConfigError
 
 
 @pytest.fixture(autouse=True)
@@ -28,7 +28,8 @@ def batches(loader):
 
 
 def test_registries_and_cheap_import():
-    assert sorted(DATASETS) == ["cifar10", "cifar100", "digits", "imagenet", "mnist", "synthetic"]
+    assert sorted(DATASETS) == ["cifar10", "cifar100", "digits", "fashion-mnist", "imagenet", "mnist",
+                               "synthetic"]
     assert sorted(LOADERS) == ["auto", "ffcv", "gpu", "torchvision"]
     code = ("import sys, hiddenlab.data, hiddenlab.data.cli; "
             "bad = [m for m in sys.modules if m.startswith(('ffcv', 'torchvision.datasets', 'sklearn'))]; "

@@ -22,7 +22,7 @@ from reference_impls import (  # noqa: E402
 
 from hiddenlab.models import build_model  # noqa: E402
 from hiddenlab.models.selection import SelectionLayer  # noqa: E402
-from hiddenlab.models.selection.base import LayerSpec  # noqa: E402
+from hiddenlab.models.selection.layers import LayerSpec  # noqa: E402
 from hiddenlab.models.selection.edgepopup import (  # noqa: E402
     THRESHOLD_WAYS,
     EdgePopupLayer,
@@ -32,7 +32,7 @@ from hiddenlab.models.selection.edgepopup import (  # noqa: E402
 )
 from hiddenlab.models.selection.slot import SlotGather, SlotLayer  # noqa: E402
 from hiddenlab.models.selection.supermask import SupermaskLayer, bernoulli_mask  # noqa: E402
-from hiddenlab.study.config import TrialConfig  # noqa: E402
+from hiddenlab.config import TrialConfig  # noqa: E402
 
 
 def _score_sets(g):

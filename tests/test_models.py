@@ -10,7 +10,7 @@ import torch
 
 from hiddenlab.models import MODELS, build_model, count_params
 from hiddenlab.models.selection import METHODS, SelectionLayer
-from hiddenlab.study.config import ConfigError, TrialConfig
+from hiddenlab.config import ConfigError, TrialConfig
 
 METHOD_NAMES = [m for m in METHODS if m != "finetune"]
 
@@ -83,10 +83,17 @@ def test_too_deep_for_input_is_a_config_error():
         build_model(TrialConfig(model="conv8"), (1, 8, 8), 10)
 
 
-def test_dense_first_last():
+def test_dense_first_last_frozen_as_the_reference_or_learned_when_asked():
     cfg = TrialConfig(method="edgepopup", model="conv2", dense_first=True, dense_last=True)
-    layers = [m for m in build_model(cfg).modules() if isinstance(m, SelectionLayer)]
+    model = build_model(cfg)
+    layers = [m for m in model.modules() if isinstance(m, SelectionLayer)]
+    assert [l.method for l in layers] == ["frozen"] + ["edgepopup"] * 3 + ["frozen"]
+    trained = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trained == {f"{n}.scores" for n, l in model.named_modules() if l in layers[1:4]}
+    learned = build_model(cfg.replace(dense_learned=True))
+    layers = [m for m in learned.modules() if isinstance(m, SelectionLayer)]
     assert [l.method for l in layers] == ["dense"] + ["edgepopup"] * 3 + ["dense"]
+    assert layers[0].weight.requires_grad and layers[-1].weight.requires_grad
 
 
 def test_models_json_cli():

@@ -12,10 +12,10 @@ from scipy.stats import chisquare
 
 from hiddenlab.models import build_model
 from hiddenlab.models.selection import selection_layers
-from hiddenlab.models.selection.base import LayerSpec
+from hiddenlab.models.selection.layers import LayerSpec
 from hiddenlab.models.selection.slot import (FactoredSlotLayer, IncrementalArgmax, SlotLayer,
                                              attach, categorical_draw, factorize)
-from hiddenlab.study.config import TrialConfig
+from hiddenlab.config import TrialConfig
 from hiddenlab.study.trainer import make_optimizer
 
 

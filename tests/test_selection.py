@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hiddenlab.models.selection.base import LayerSpec
+from hiddenlab.models.selection.layers import LayerSpec
 from hiddenlab.models.selection.edgepopup import EdgePopupLayer, GlobalTopK, kept_count, topk_mask
 from hiddenlab.models.selection.slot import SlotLayer
 from hiddenlab.models.selection.supermask import SupermaskLayer

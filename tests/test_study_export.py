@@ -7,7 +7,7 @@ import math
 import pyarrow as pa
 import pytest
 
-from hiddenlab.study.config import ConfigError, TrialConfig, field_names
+from hiddenlab.config import ConfigError, TrialConfig, field_names
 from hiddenlab.study.export import TrialRecord, _first_error_line, table
 from hiddenlab.study.storage import Storage
 

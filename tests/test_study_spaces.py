@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from hiddenlab.study.config import ConfigError, TrialConfig, field_names
+from hiddenlab.config import ConfigError, TrialConfig, field_names
 from hiddenlab.study.registry import NO_TRIALS, get_study, studies
 from hiddenlab.study.runner import RunOptions, plan_study
 from hiddenlab.study.spaces import (META_KEYS, ChildSeries, Phase, Series, config_from_ray,
@@ -119,7 +119,7 @@ def test_param_space_is_built_from_trialconfig_fields():
     plan = get_study("ep-fig7").plan("smoke")
     trials = plan.trials[:4]
     space = param_space(trials, "ep-fig7", "smoke")
-    assert set(space) == set(field_names()) | set(META_KEYS)
+    assert set(space) == {k for t in trials for k in t.cfg.to_dict()} | set(META_KEYS)
     assert space["run_id"] == tune.grid_search([t.run_id for t in trials])
     resolved = [cfg for _, cfg in generate_variants(space)]
     assert len(resolved) == len(trials)
@@ -180,9 +180,9 @@ def test_duplicate_points_are_merged():
 
 
 def test_overrides_are_typed_and_checked():
-    assert parse_overrides(["epochs=3", "device=cpu", "k=none", "keep_epochs=1,2",
+    assert parse_overrides(["epochs=3", "device=cpu", "depth=none", "keep_epochs=1,2",
                             "score_abs=false", "width-mult=0.5"]) == {
-        "epochs": 3, "device": "cpu", "k": None, "keep_epochs": (1, 2), "score_abs": False,
+        "epochs": 3, "device": "cpu", "depth": None, "keep_epochs": (1, 2), "score_abs": False,
         "width_mult": 0.5}
     assert parse_value("lr", "200") == 200.0 and isinstance(parse_value("lr", "200"), float)
     for item, field in (("epochs=three", "epochs"), ("nope=1", "nope"), ("seed=3", "seed"),
@@ -194,8 +194,14 @@ def test_overrides_are_typed_and_checked():
     plan = get_study("quickstart").plan("smoke", overrides=parse_overrides(["epochs=3"]))
     assert {t.cfg.epochs for t in plan.trials if t.cfg.method != "finetune"} == {3}
     with pytest.raises(ConfigError) as e:   # an override that makes a trial invalid
-        get_study("quickstart").plan("smoke", overrides={"K": 4})
+        get_study("quickstart").plan("smoke", overrides={"K": 1})
     assert e.value.field == "K"
+    # a method option reaches the methods that take it, and only them
+    plan = get_study("quickstart").plan("smoke", overrides={"K": 4})
+    assert {t.cfg.K for t in plan.trials if t.cfg.method.startswith("slot")} == {4}
+    assert "dense" in {t.cfg.method for t in plan.trials}
+    with pytest.raises(ConfigError, match="no trial of study ep-fig3 takes K"):
+        get_study("ep-fig3").plan("smoke", overrides={"K": 4})
 
 
 def test_int_and_float_spellings_name_the_same_trial():

@@ -9,7 +9,7 @@ import torch
 
 from hiddenlab.data.augment import AugParams, crop_flip, sample_params
 from hiddenlab.data.loaders.base import BaseLoader, DataContext
-from hiddenlab.study.config import ConfigError
+from hiddenlab.config import ConfigError
 
 
 class GPULoader(BaseLoader):

@@ -27,11 +27,17 @@ dL/dW_eff * W to the scores (times sign(S) where |S| is ranked: exactly what aut
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from torch import nn
 
-from .base import LayerSpec, SelectionLayer
+from hiddenlab.config import SCORE_INITS, param
+
+from ..inits import init_scores, init_weights
+from .layers import LayerSpec, SelectionLayer
+from .method import BASE_RECIPE, IMAGENET_RECIPE, Method, SelectionOptions, is_imagenet
 from .kernels import apply_mask, as_numpy, host_ok
 
 THRESHOLD_WAYS = ("auto", "host", "sort", "kthvalue", "partition", "radix")
@@ -258,19 +264,48 @@ class GlobalTopK:
         self._key = key if not model.training else None
 
 
-def build(spec: LayerSpec, cfg) -> EdgePopupLayer:
-    from hiddenlab.models.inits import init_scores, init_weights
-
-    weight = init_weights(cfg.resolved_init, spec.shape, spec.shape, cfg.keep)
-    scores = init_scores(_score_init(cfg, "kaiming_uniform"), spec.shape, spec.shape,
-                         cfg.score_const)
-    return EdgePopupLayer(spec, weight, scores, cfg.keep, cfg.score_abs)
-
-
-def attach(model: nn.Module, cfg) -> None:
-    if cfg.topk_scope == "global":
-        model._global_topk = GlobalTopK(model, cfg.keep)  # keep a reference for inspection
+# --- the method -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Options(SelectionOptions):
+    k: float = param(0.5, "fraction of weights KEPT per layer (or globally), in (0, 1]", gt=0,
+                     le=1)
+    score_init: str = param("kaiming_uniform", "score distribution (reference: kaiming "
+                            "uniform, a=sqrt(5))", choices=SCORE_INITS)
+    score_abs: bool = param(True, "rank |score| (the reference) instead of score")
+    topk_scope: str = param("layer", "top-k per layer (the paper) or one global top-k",
+                            choices=("layer", "global"))
 
 
-def _score_init(cfg, default: str) -> str:
-    return default if cfg.score_init == "auto" else cfg.score_init
+class EdgePopup(Method):
+    name = "edgepopup"
+    paper = "Ramanujan et al., What's Hidden in a Randomly Weighted Neural Network?, CVPR 2020"
+    summary = "keep the top-k fraction of |scores| per layer; straight-through gradients"
+    Options = Options
+
+    def recipe(self, cfg, given):
+        # docs/recipes.md: CIFAR-10 (paper 4.1, reference configs/smallscale) and ImageNet
+        # (reference configs/largescale).
+        if is_imagenet(cfg.model):
+            return {**BASE_RECIPE, **IMAGENET_RECIPE}
+        out = dict(BASE_RECIPE)
+        if cfg.model == "cifar-resnet18":
+            out.update(weight_decay=5e-4, batch_size=256)
+        return out
+
+    def recipe_note(self) -> str:
+        return ("SGD 0.1, momentum 0.9, wd 1e-4, cosine, batch 128, 100 epochs (CIFAR ResNet-18:"
+                " wd 5e-4, batch 256); ImageNet models: lr 0.256, momentum 0.875, wd 1/32768, "
+                "5 warm-up epochs, label smoothing 0.1, batch 256")
+
+    def layer(self, spec: LayerSpec, cfg) -> EdgePopupLayer:
+        o = cfg.options
+        weight = init_weights(cfg.init, spec.shape, spec.shape, o.k)
+        scores = init_scores(o.score_init, spec.shape, spec.shape)
+        return EdgePopupLayer(spec, weight, scores, o.k, o.score_abs)
+
+    def attach(self, model: nn.Module, cfg) -> None:
+        if cfg.options.topk_scope == "global":
+            model._global_topk = GlobalTopK(model, cfg.options.k)  # a reference for inspection
+
+
+METHOD = EdgePopup()

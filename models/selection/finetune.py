@@ -7,24 +7,35 @@ start at 1/0), so before its first step it computes exactly what the parent comp
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from .base import selection_layers
+from hiddenlab.config import ConfigError, MethodOptions, TrialConfig, param
+
+from ..build import build_model
+from ..inits import init_weights
+from .layers import DenseLayer, LayerSpec, selection_layers
+from .method import BASE_RECIPE, Method
 
 # Fields a finetune trial takes from its parent: it must be the same network on the same data.
-INHERITED = ("model", "depth", "width_mult", "dropout", "dense_first", "dense_last", "dataset",
-             "data_root", "val_size", "subset", "synthetic_shape", "synthetic_classes",
-             "synthetic_size")
+INHERITED = ("model", "depth", "width_mult", "dropout", "dataset", "data_root", "val_size",
+             "subset", "synthetic_shape", "synthetic_classes", "synthetic_size", "seed")
+
+
+@dataclass(frozen=True)
+class Options(MethodOptions):
+    parent: str | None = param(None, "the selection trial to start from: its directory or a "
+                               "checkpoint file")
+    parent_epoch: int | None = param(None, "the parent's epoch to start from (default: its "
+                                     "last)", ge=1)
 
 
 def parent_checkpoint(parent: str, epoch: int | None) -> Path:
     """The checkpoint file a finetune trial starts from: `parent` is a checkpoint file or a trial
     (or Tune checkpoint) directory holding `checkpoint.pt` and, for kept epochs, `epoch_<E>.pt`."""
-    from hiddenlab.study.config import ConfigError
-
     path = Path(parent).expanduser()
     if path.is_file():
         return path
@@ -35,26 +46,64 @@ def parent_checkpoint(parent: str, epoch: int | None) -> Path:
     candidates.append(path / "checkpoint.pt")
     for c in candidates:
         if c.is_file() and (epoch is None or c.name != "checkpoint.pt" or
-                            torch.load(c, map_location="cpu", weights_only=False)["epoch"] == epoch):
+                            _load(c)["epoch"] == epoch):
             return c
     what = f"epoch_{epoch}.pt (or checkpoint.pt at epoch {epoch})" if epoch is not None else \
         "checkpoint.pt"
     raise ConfigError("parent", f"no {what} in {path}")
 
 
-def load_parent(cfg) -> tuple[object, dict]:
-    from hiddenlab.study.config import ConfigError, TrialConfig
+def _load(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # truncated or not a checkpoint at all: name the file
+        raise ConfigError("parent", f"{path} is not a readable checkpoint ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0] if str(e) else ''})") from None
 
-    ckpt = torch.load(parent_checkpoint(cfg.parent, cfg.parent_epoch), map_location="cpu",
-                      weights_only=False)
+
+def load_parent(cfg) -> tuple[TrialConfig, dict]:
+    METHOD.preflight(cfg)
+    ckpt = _load(parent_checkpoint(cfg.parent, cfg.parent_epoch))
     parent_cfg = TrialConfig.from_dict(ckpt["config"])
-    if parent_cfg.method in ("dense", "finetune"):
-        raise ConfigError("parent", f"the parent was trained with {parent_cfg.method}; finetune "
-                          "starts from a selection method (edgepopup, supermask, slot-gs, slot-ps)")
-    if parent_cfg.resolved_eval_mode == "sample":
-        raise ConfigError("parent", "the parent evaluates by sampling; its selected weights are "
-                          "not one network (train it with --eval-mode argmax/expected)")
+    why = parent_cfg.method_spec.finetune_parent_error(parent_cfg.options)
+    if why:
+        raise ConfigError("parent", f"cannot finetune from a {parent_cfg.method} trial: {why}")
     return parent_cfg, ckpt
+
+
+class Finetune(Method):
+    name = "finetune"
+    paper = "Aladago & Torresani, ICML 2021 (finetuning selected weights at equal budget)"
+    summary = "materialise a selection trial's network and train its weights"
+    Options = Options
+    selects = False
+    inherits = INHERITED
+
+    def recipe(self, cfg, given):
+        return dict(BASE_RECIPE, lr=0.01)  # the reference's learned/finetune rate
+
+    def recipe_note(self) -> str:
+        return "SGD lr 0.01, momentum 0.9, wd 1e-4, cosine, batch 128, 100 epochs"
+
+    def child_fields(self, parent_ref: str, epoch: int | None) -> dict:
+        return {"parent": parent_ref, "parent_epoch": epoch}
+
+    def preflight(self, cfg) -> None:
+        if not cfg.parent:
+            raise ConfigError("parent", "finetune needs --parent (a selection trial's directory "
+                              "or checkpoint)")
+        if "://" not in cfg.parent:
+            parent_checkpoint(cfg.parent, cfg.parent_epoch)
+
+    def prepare(self, cfg):
+        return inherit(cfg, load_parent(cfg)[0])
+
+    def layer(self, spec: LayerSpec, cfg) -> DenseLayer:
+        # Placeholder values: `from_parent` copies the parent's evaluation weights over them.
+        return DenseLayer(spec, init_weights(cfg.init, spec.shape, spec.shape, 1.0))
+
+    def build_model(self, cfg, input_shape, num_classes) -> nn.Module:
+        return from_parent(cfg, input_shape, num_classes)
 
 
 def inherit(cfg, parent_cfg):
@@ -64,8 +113,6 @@ def inherit(cfg, parent_cfg):
 
 def from_parent(cfg, input_shape, num_classes) -> nn.Module:
     """A dense network (method finetune) holding the parent's evaluation weights."""
-    from hiddenlab.models import build_model
-
     parent_cfg, ckpt = load_parent(cfg)
     parent = build_model(parent_cfg, input_shape, num_classes)
     parent.load_state_dict(ckpt["model"])
@@ -82,3 +129,6 @@ def from_parent(cfg, input_shape, num_classes) -> nn.Module:
             if name.rsplit(".", 1)[-1] in ("running_mean", "running_var", "num_batches_tracked"):
                 child_buffers[name].copy_(buf)
     return child
+
+
+METHOD = Finetune()

@@ -1,4 +1,7 @@
-"""Slot Machines (Aladago & Torresani 2021): K fixed random values per connection, K scores; the
+"""Slot Machines (Aladago & Torresani 2021): the layer and options that slot_gs.py and slot_ps.py
+share.
+
+Slot Machines (Aladago & Torresani 2021): K fixed random values per connection, K scores; the
 forward uses one value per connection, picked greedily (GS, argmax) or sampled from
 softmax(scores) (PS: one exact categorical draw per connection per pass).
 
@@ -28,11 +31,17 @@ rounding (measured in docs/performance.md, tested in tests/test_perf_slot.py).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from torch import nn
 
-from .base import LayerSpec, SelectionLayer
+from hiddenlab.config import SCORE_INITS, param
+
+from ..inits import init_scores, init_weights
+from .layers import LayerSpec, SelectionLayer
+from .method import BASE_RECIPE, Method, SelectionOptions
 from .kernels import host_ok
 
 
@@ -334,16 +343,42 @@ def attach(model: nn.Module, cfg) -> None:
         factorize(model)
 
 
-def build(spec: LayerSpec, cfg) -> SlotLayer:
-    from hiddenlab.models.inits import init_scores, init_weights
+# --- what slot-gs and slot-ps share (each has its own file with its recipe) -----------------------
+@dataclass(frozen=True)
+class SlotOptions(SelectionOptions):
+    K: int = param(8, "values per connection", ge=2, le=4096)
+    score_init: str | None = param(None, "score distribution (default: the init preset's own, "
+                                   "slot-code or slot-paper)", choices=SCORE_INITS)
+    eval_mode: str = param("argmax", "evaluation pick: argmax (deterministic) or sample",
+                           choices=("argmax", "sample"))
 
-    shape = (*spec.shape, cfg.num_values)
-    init = cfg.resolved_init
-    values = init_weights(init, shape, spec.shape, 1.0)
-    if cfg.score_init != "auto":
-        score_init = cfg.score_init
-    else:
-        score_init = init if init in ("slot-code", "slot-paper") else "slot-code"
-    scores = init_scores(score_init, shape, spec.shape, cfg.score_const)
-    train_mode = "argmax" if cfg.method == "slot-gs" else "sample"
-    return SlotLayer(spec, values, scores, train_mode, cfg.resolved_eval_mode)
+
+SLOT_INITS = ("slot-code", "slot-paper")   # presets that define values and scores together
+
+
+def slot_recipe() -> dict:
+    """The paper's schedule: SGD with warm restarts at epochs 25 and 75 of 200, momentum 0.9,
+    batch 128, Glorot-uniform values (docs/recipes.md). With other epochs the restarts keep
+    their place in the run (hiddenlab.config.fit_schedule)."""
+    return dict(BASE_RECIPE, init="slot-code", schedule="sgdr", restarts=(25, 75), epochs=200)
+
+
+class SlotMethod(Method):
+    """slot-gs and slot-ps: one layer, a training pick of `train_pick`."""
+
+    train_pick = "argmax"
+    Options = SlotOptions
+
+    def values_per_connection(self, opts) -> int:
+        return opts.K
+
+    def kept_fraction(self, opts) -> float:
+        return 1.0
+
+    def layer(self, spec: LayerSpec, cfg) -> SlotLayer:
+        o = cfg.options
+        shape = (*spec.shape, o.K)
+        values = init_weights(cfg.init, shape, spec.shape, 1.0)
+        score_init = o.score_init or (cfg.init if cfg.init in SLOT_INITS else "slot-code")
+        scores = init_scores(score_init, shape, spec.shape)
+        return SlotLayer(spec, values, scores, self.train_pick, o.eval_mode)

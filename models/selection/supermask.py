@@ -19,11 +19,17 @@ kernel there, and recomputes sigmoid(logit) in backward rather than keeping it (
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from torch import nn
 
-from .base import LayerSpec, SelectionLayer
+from hiddenlab.config import SCORE_INITS, param
+
+from ..inits import init_scores, init_weights
+from .layers import LayerSpec, SelectionLayer
+from .method import BASE_RECIPE, Hook, Method, SelectionOptions, is_imagenet
 from .kernels import apply_mask, host_ok
 
 
@@ -108,13 +114,74 @@ class SupermaskLayer(SelectionLayer):
         return float(self.selection().sum())
 
 
-def build(spec: LayerSpec, cfg) -> SupermaskLayer:
-    from hiddenlab.models.inits import init_scores, init_weights
+# --- the method -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Options(SelectionOptions):
+    score_init: str = param("kaiming_uniform", "mask-logit distribution (edge-popup's rerun: "
+                            "like edge-popup scores; Zhou's TF code: constant)",
+                            choices=SCORE_INITS)
+    score_const: float = param(0.0, "the logit of score_init=constant (lower: sparser)",
+                               ge=-100, le=100)
+    eval_mode: str = param("expected", "evaluation mask: expected (p > 0.5, deterministic) or "
+                           "sample (the references: noisy)", choices=("expected", "sample"))
+    supermask_scale: bool = param(False, "Zhou's dynamic scaling: weights x n / kept")
 
-    from .edgepopup import _score_init
 
-    weight = init_weights(cfg.resolved_init, spec.shape, spec.shape, cfg.keep)
-    # edge-popup's re-implementation of Zhou initialises logits like edge-popup scores
-    logits = init_scores(_score_init(cfg, "kaiming_uniform"), spec.shape, spec.shape,
-                         cfg.score_const)
-    return SupermaskLayer(spec, weight, logits, cfg.resolved_eval_mode, cfg.supermask_scale)
+# Learning rates of Zhou et al. as tuned by edge-popup (docs/recipes.md); 200 elsewhere.
+ZHOU_LR = {"conv8": 800.0, "cifar-resnet18": 400.0}
+
+
+class Supermask(Method):
+    name = "supermask"
+    paper = "Zhou et al., Deconstructing Lottery Tickets: Zeros, Signs, and the Supermask, " \
+            "NeurIPS 2019"
+    summary = "mask ~ Bernoulli(sigmoid(score)), straight-through"
+    Options = Options
+    samples_in_training = True
+
+    def recipe(self, cfg, given):
+        # No weight decay: at lr 200 any decay drags every logit towards p = 0.5 each step.
+        out = dict(BASE_RECIPE, init="xavier_normal", weight_decay=0.0,
+                   lr=ZHOU_LR.get(cfg.model, 200.0))
+        if is_imagenet(cfg.model):  # reference configs/largescale; no warm-up, no smoothing
+            out.update(lr=400.0, batch_size=256)
+        return out
+
+    def recipe_note(self) -> str:
+        return ("SGD lr 200 (Conv8 800, CIFAR ResNet-18 and ImageNet 400), momentum 0.9, no "
+                "weight decay, cosine, batch 128, 100 epochs; Glorot-normal weights (Zhou's code)")
+
+    def kept_fraction(self, opts) -> float:
+        return 1.0
+
+    def layer(self, spec: LayerSpec, cfg) -> SupermaskLayer:
+        o = cfg.options
+        weight = init_weights(cfg.init, spec.shape, spec.shape, 1.0)
+        logits = init_scores(o.score_init, spec.shape, spec.shape, o.score_const)
+        return SupermaskLayer(spec, weight, logits, o.eval_mode, o.supermask_scale)
+
+    def hooks(self, model: nn.Module, cfg) -> list[Hook]:
+        return [PaperSparsity(model, cfg.seed)]
+
+
+class PaperSparsity(Hook):
+    """Zhou's own sparsity axis, beside hiddenlab's connection-weighted `kept_fraction` (the
+    evaluation network's p > 0.5 mask): the unweighted mean over layers of the fraction kept by a
+    sampled mask. Drawn from its own generator, so training's random stream is untouched."""
+
+    def __init__(self, model: nn.Module, seed: int):
+        self.layers = [m for m in model.modules() if isinstance(m, SupermaskLayer)]
+        self.seed = seed
+
+    @torch.no_grad()
+    def on_epoch_end(self, epoch: int) -> dict[str, float]:
+        if not self.layers:
+            return {}
+        g = torch.Generator().manual_seed(self.seed * 7_919 + epoch)
+        fractions = [float((torch.rand(l.scores.shape, generator=g) <
+                            torch.sigmoid(l.scores.detach().float().cpu())).float().mean())
+                     for l in self.layers]
+        return {"kept_fraction_paper": sum(fractions) / len(fractions)}
+
+
+METHOD = Supermask()

@@ -1,8 +1,22 @@
 """hiddenlab: studies of networks trained by selecting fixed random weights.
 
-Sub-packages (each a folder at the repository root): `hiddenlab.models` (selection layers, model
-families, inits), `hiddenlab.data` (data sets and loaders), `hiddenlab.study` (trial config, the
-trainer, Ray Tune studies) and `hiddenlab.analysis` (figures, tables, report).
+Sub-packages (each a folder at the repository root): `hiddenlab.config` (the bottom: registries
+and `TrialConfig`), `hiddenlab.models` (selection methods, model families, inits),
+`hiddenlab.data` (data sets and loaders), `hiddenlab.study` (the trainer, Ray Tune studies) and
+`hiddenlab.analysis` (figures, tables, report).
+
+Importing any part of hiddenlab imports this first: it fills the registries (models, methods,
+data sets, loaders), then imports the plug-in modules named in $HIDDENLAB_PLUGINS, so every
+process (a Ray worker too) sees the same methods, models and data sets.
 """
 
+import importlib
+
+from hiddenlab import config
+from hiddenlab import models as _models  # noqa: F401  (registers models and methods)
+from hiddenlab import data as _data  # noqa: F401  (registers data sets and loaders)
+
 __version__ = "0.1.0"
+
+for _plugin in config.plugins_from_env():
+    importlib.import_module(_plugin)

@@ -3,37 +3,29 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
-# (sub-command module, registered names); each module has `register(subparsers)` which adds its
-# parsers with `set_defaults(func=...)`; func(args) returns an exit code.
-_COMMANDS = [
-    "hiddenlab.study.cli",      # train, study
-    "hiddenlab.models.cli",     # models
-    "hiddenlab.data.cli",       # data
-    "hiddenlab.analysis.cli",   # analysis
-]
+from hiddenlab.analysis import cli as analysis_cli
+from hiddenlab.config import ConfigError
+from hiddenlab.data import cli as data_cli
+from hiddenlab.models import cli as models_cli
+from hiddenlab.study import cli as study_cli
+
+# Each module has `register(subparsers, argv)`, which adds its parsers with
+# `set_defaults(func=...)`; func(args) returns an exit code.
+_COMMANDS = [study_cli, models_cli, data_cli, analysis_cli]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hiddenlab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in _COMMANDS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as e:  # a sub-package not yet built must not break the rest
-            if e.name == name:
-                continue
-            raise
-        module.register(sub)
+    for module in _COMMANDS:
+        module.register(sub, list(sys.argv[1:] if argv is None else argv))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    from hiddenlab.study.config import ConfigError
-
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except ConfigError as e:

@@ -3,7 +3,7 @@
 from hiddenlab.study.registry import Study
 from hiddenlab.study.spaces import Phase, Series
 from hiddenlab.study.studies._recipes import (CONV_MODELS, EP_DENSE_ADAM, EP_DENSE_SGD, EP_SELECT,
-                                              K_FRACTIONS, N_K, U_K, adam_lr, trial)
+                                              K_FRACTIONS, N_K, U_K, trial)
 
 
 def phases(scale: str) -> list[Phase]:
@@ -13,7 +13,7 @@ def phases(scale: str) -> list[Phase]:
             series.append(Series(f"edge-popup {name}", trial(scale, model, EP_SELECT, init=init),
                                  axes={"k": K_FRACTIONS}))
         series.append(Series("learned dense (Adam)",
-                             trial(scale, model, EP_DENSE_ADAM, lr=adam_lr(model))))
+                             trial(scale, model, EP_DENSE_ADAM)))
         series.append(Series("learned dense (SGD)", trial(scale, model, EP_DENSE_SGD)))
     return [Phase("main", series)]
 

@@ -3,7 +3,7 @@
 from hiddenlab.study.registry import Study
 from hiddenlab.study.spaces import Phase, Series
 from hiddenlab.study.studies._recipes import (EP_DENSE_ADAM, EP_DENSE_SGD, EP_SELECT, N_K, U_K,
-                                              adam_lr, trial)
+                                              trial)
 
 WIDTHS = [0.25, 0.5, 1.0, 1.5, 2.0]
 
@@ -18,7 +18,7 @@ def phases(scale: str) -> list[Phase]:
                                  trial(scale, model, EP_SELECT, init=init, k=0.5),
                                  axes={"width_mult": widths}))
         series.append(Series("learned dense (Adam)",
-                             trial(scale, model, EP_DENSE_ADAM, lr=adam_lr(model)),
+                             trial(scale, model, EP_DENSE_ADAM),
                              axes={"width_mult": widths}))
         series.append(Series("learned dense (SGD)", trial(scale, model, EP_DENSE_SGD),
                              axes={"width_mult": widths}))

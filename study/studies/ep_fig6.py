@@ -7,7 +7,7 @@ edge-popup sets k directly; Zhou's kept fraction follows from the constant mask-
 from hiddenlab.study.registry import Study
 from hiddenlab.study.spaces import Phase, Series
 from hiddenlab.study.studies._recipes import (EP_SELECT, EP_ZHOU, K_FRACTIONS, N_K, N_X, U_K, U_X,
-                                              ZHOU_SCORE_CONSTS, trial, zhou_lr)
+                                              ZHOU_SCORE_CONSTS, trial)
 
 INITS = ((N_K, "N_k"), (U_K, "U_k"), (N_X, "N_x"), (U_X, "U_x"))
 
@@ -19,7 +19,7 @@ def phases(scale: str) -> list[Phase]:
         series.append(Series(f"edge-popup {name}", trial(scale, model, EP_SELECT, init=init),
                              axes={"k": K_FRACTIONS}))
         series.append(Series(f"Zhou {name}",
-                             trial(scale, model, EP_ZHOU, lr=zhou_lr(model), init=init,
+                             trial(scale, model, EP_ZHOU, init=init,
                                    score_init="constant"),
                              axes={"score_const": ZHOU_SCORE_CONSTS}))
     return [Phase("main", series)]

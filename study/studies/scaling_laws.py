@@ -9,8 +9,7 @@ sweep at width 1; sub-network parameters come from the trials (`subnet_params`).
 from hiddenlab.study.registry import Study
 from hiddenlab.study.spaces import Phase, Series
 from hiddenlab.study.studies._recipes import (EP_DENSE_SGD, EP_SELECT, EP_ZHOU, K_FRACTIONS,
-                                              SLOT_BASE, SLOT_EPOCHS, SLOT_KS, U_K, slot_lr,
-                                              trial, zhou_lr)
+                                              SLOT_EPOCHS, SLOT_KS, U_K, trial)
 
 WIDTHS = [0.25, 0.5, 1.0, 2.0, 4.0]
 DEPTHS = [2, 4, 6, 8]
@@ -20,16 +19,10 @@ def recipes() -> dict[str, dict]:
     return {
         "learned dense": dict(EP_DENSE_SGD),
         "edge-popup": dict(EP_SELECT, k=0.5, init=U_K),
-        "Zhou": dict(EP_ZHOU, lr=zhou_lr("conv4")),
-        "slot GS": dict(SLOT_BASE, method="slot-gs", K=8, lr=slot_lr("slot-gs", 8),
-                        epochs=SLOT_EPOCHS),
-        "slot PS": dict(SLOT_BASE, method="slot-ps", K=8, lr=slot_lr("slot-ps", 8),
-                        epochs=SLOT_EPOCHS),
+        "Zhou": dict(EP_ZHOU),
+        "slot GS": dict(method="slot-gs", K=8, epochs=SLOT_EPOCHS),
+        "slot PS": dict(method="slot-ps", K=8, epochs=SLOT_EPOCHS),
     }
-
-
-def slot_lr_of(p: dict) -> dict:
-    return {"lr": slot_lr(p["method"], p["K"])}
 
 
 def phases(scale: str) -> list[Phase]:
@@ -45,7 +38,7 @@ def phases(scale: str) -> list[Phase]:
                          axes={"k": K_FRACTIONS}))
     for label in ("slot GS", "slot PS"):
         series.append(Series(label, trial(scale, "conv", r[label], depth=4),
-                             axes={"K": SLOT_KS}, derive=slot_lr_of))
+                             axes={"K": SLOT_KS}))
     return [Phase("main", series)]
 
 

@@ -10,8 +10,8 @@ total training epochs (parent_epoch + epoch).
 
 from hiddenlab.study.registry import Study
 from hiddenlab.study.spaces import ChildSeries, Phase, Series
-from hiddenlab.study.studies._recipes import (LEARNED_EPOCHS, LEARNED_LR, SLOT_BASE, SLOT_EPOCHS,
-                                              SLOT_MODELS, slot_data, slot_lr, trial)
+from hiddenlab.study.studies._recipes import (LEARNED_EPOCHS, LEARNED_LR, SLOT_EPOCHS, SLOT_MODELS,
+                                              SM_LEARNED, slot_data, trial)
 
 K = 8
 PAPER_STARTS = (25, 50, 75, 100, 150)
@@ -19,33 +19,42 @@ SMOKE_BUDGET, SMOKE_STARTS = 6, (1, 2, 3, 4, 5)   # one smoke start per paper st
 
 
 class Remaining:
-    """derive() of a finetune child: the epochs left of the budget after the start epoch."""
+    """derive() of a finetune child: the rest of the budget after its start epoch, on the
+    schedule the network trained from scratch has over the same epochs (its SGDR restarts,
+    shifted to the child's start), so both sides of the comparison share one schedule."""
 
-    def __init__(self, budgets: dict[str, int]):
-        self.budgets = budgets
+    def __init__(self, budgets: dict[str, int], restarts: dict[str, tuple[int, ...]]):
+        self.budgets, self.restarts = budgets, restarts
 
     def __call__(self, p: dict, parent) -> dict:
-        return {"epochs": self.budgets[p["model"]] - p["parent_epoch"]}
+        budget, start = self.budgets[p["model"]], p["parent_epoch"]
+        return {"epochs": budget - start,
+                "restarts": tuple(r - start for r in self.restarts[p["model"]]
+                                  if start < r < budget)}
 
 
 def phases(scale: str) -> list[Phase]:
     paper = scale == "paper"
     starts = PAPER_STARTS if paper else SMOKE_STARTS
     budgets = {m: (LEARNED_EPOCHS[m] if paper else SMOKE_BUDGET) for m in SLOT_MODELS}
-    slots, learned = [], []
+    slots, learned, restarts = [], [], {}
     for model in SLOT_MODELS:
-        slot = trial(scale, model, dict(SLOT_BASE, method="slot-gs", K=K, lr=slot_lr("slot-gs", K)),
-                     paper=slot_data(model))
+        slot = trial(scale, model, dict(method="slot-gs", K=K), paper=slot_data(model))
         slot.update(epochs=SLOT_EPOCHS if paper else SMOKE_BUDGET, keep_epochs=tuple(starts))
         slots.append(Series("Slot Machines (GS)", slot))
-        scratch = trial(scale, model, dict(SLOT_BASE, method="dense", lr=LEARNED_LR),
-                        paper=slot_data(model))
+        scratch = trial(scale, model, SM_LEARNED, paper=slot_data(model))
         scratch["epochs"] = budgets[model]
+        restarts[model] = scratch["restarts"] = _restarts_within(scratch["restarts"],
+                                                                   budgets[model])
         learned.append(Series("learned from scratch", scratch))
     finetune = ChildSeries("finetuned", parents=["Slot Machines (GS)"], start_epochs=starts,
-                           fixed=dict(SLOT_BASE, method="finetune", lr=LEARNED_LR),
-                           derive=Remaining(budgets))
+                           fixed=dict(method="finetune", lr=LEARNED_LR, schedule="sgdr"),
+                           derive=Remaining(budgets, restarts))
     return [Phase("slots", slots + learned), Phase("finetune", [finetune])]
+
+
+def _restarts_within(restarts, epochs: int) -> tuple[int, ...]:
+    return tuple(r for r in restarts if 0 < r < epochs)
 
 
 STUDY = Study(

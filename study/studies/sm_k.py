@@ -1,31 +1,25 @@
 """Slot Machines "vs traditional": test acc vs K, Slot Machines (GS) vs learned weights.
 
-Panels LeNet-300-100 on MNIST and CONV-2/4/6 on CIFAR-10; the paper recipe (SGDR, GS lr 0.2 for
-K <= 8 else 0.1, 200 epochs; learned baselines 200/200/330/330 epochs, lr 0.01).
+Panels LeNet-300-100 on MNIST and CONV-2/4/6 on CIFAR-10; the methods' paper recipes (SGDR,
+GS lr 0.2 for K <= 8 else 0.1, PS lr 25, 200 epochs; learned baselines 200/200/330/330 epochs,
+lr 0.01, starting from the slot values' distribution).
 """
 
 from hiddenlab.study.registry import Study
 from hiddenlab.study.spaces import Phase, Series
-from hiddenlab.study.studies._recipes import (LEARNED_EPOCHS, LEARNED_LR, SLOT_BASE, SLOT_EPOCHS,
-                                              SLOT_KS, SLOT_MODELS, slot_data, slot_lr, trial)
+from hiddenlab.study.studies._recipes import (LEARNED_EPOCHS, SLOT_EPOCHS, SLOT_KS, SLOT_MODELS,
+                                              SM_LEARNED, slot_data, trial)
 
 PANELS = ["lenet-300-100", *SLOT_MODELS]
 
 
-def slot_lr_of(p: dict) -> dict:
-    """derive(): the paper's learning rate for the method and K."""
-    return {"lr": slot_lr(p["method"], p["K"])}
-
-
 def slot_series(scale: str, model: str, method: str, label: str) -> Series:
-    return Series(label, trial(scale, model, dict(SLOT_BASE, method=method, epochs=SLOT_EPOCHS),
-                               paper=slot_data(model)),
-                  axes={"K": SLOT_KS}, derive=slot_lr_of)
+    return Series(label, trial(scale, model, dict(method=method, epochs=SLOT_EPOCHS),
+                               paper=slot_data(model)), axes={"K": SLOT_KS})
 
 
 def learned_series(scale: str, model: str) -> Series:
-    return Series("learned", trial(scale, model, dict(SLOT_BASE, method="dense", lr=LEARNED_LR,
-                                                      epochs=LEARNED_EPOCHS[model]),
+    return Series("learned", trial(scale, model, dict(SM_LEARNED, epochs=LEARNED_EPOCHS[model]),
                                    paper=slot_data(model)))
 
 

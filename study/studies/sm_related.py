@@ -6,9 +6,8 @@ pruning), Slot Machines GS and PS (K = 8), and learned weights, each with its ow
 
 from hiddenlab.study.registry import Study
 from hiddenlab.study.spaces import Phase, Series
-from hiddenlab.study.studies._recipes import (EP_SELECT, EP_ZHOU, LEARNED_EPOCHS, LEARNED_LR,
-                                              SLOT_BASE, SLOT_EPOCHS, SLOT_MODELS, slot_data,
-                                              slot_lr, trial, zhou_lr)
+from hiddenlab.study.studies._recipes import (EP_SELECT, EP_ZHOU, LEARNED_EPOCHS, SLOT_EPOCHS,
+                                              SLOT_MODELS, SM_LEARNED, slot_data, trial)
 
 K = 8
 
@@ -19,17 +18,13 @@ def phases(scale: str) -> list[Phase]:
         data = slot_data(model)
         series += [
             Series("edge-popup", trial(scale, model, EP_SELECT, k=0.5, paper=data)),
-            Series("Zhou et al.", trial(scale, model, EP_ZHOU, lr=zhou_lr(model.replace(
-                "slot-", "")), paper=data)),
+            Series("Zhou et al.", trial(scale, model, EP_ZHOU, paper=data)),
             Series("Slot Machines (GS)", trial(scale, model, dict(
-                SLOT_BASE, method="slot-gs", K=K, lr=slot_lr("slot-gs", K), epochs=SLOT_EPOCHS),
-                paper=data)),
+                method="slot-gs", K=K, epochs=SLOT_EPOCHS), paper=data)),
             Series("Slot Machines (PS)", trial(scale, model, dict(
-                SLOT_BASE, method="slot-ps", K=K, lr=slot_lr("slot-ps", K), epochs=SLOT_EPOCHS),
-                paper=data)),
+                method="slot-ps", K=K, epochs=SLOT_EPOCHS), paper=data)),
             Series("learned", trial(scale, model, dict(
-                SLOT_BASE, method="dense", lr=LEARNED_LR, epochs=LEARNED_EPOCHS[model]),
-                paper=data)),
+                SM_LEARNED, epochs=LEARNED_EPOCHS[model]), paper=data)),
         ]
     return [Phase("main", series)]
 

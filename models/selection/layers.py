@@ -1,9 +1,10 @@
 """What every selection layer shares: a frozen weight (or K of them), trainable scores, and a
-forward that applies F.conv2d / F.linear to `effective_weight()`.
+forward that applies F.conv2d / F.linear to `effective_weight()`; plus the two plain layers
+(learned dense, frozen dense) any method's model may hold.
 
-Each method (one file each) subclasses `SelectionLayer` and implements `compute_weight` and
-`selection`. Deterministic selections are cached in eval mode keyed by the scores' version
-counter, which every optimiser step and `load_state_dict` bumps: evaluation recomputes nothing.
+Each method subclasses `SelectionLayer` and implements `compute_weight` and `selection`.
+Deterministic selections are cached in eval mode keyed by the scores' version counter, which
+every optimiser step and `load_state_dict` bumps: evaluation recomputes nothing.
 """
 
 from __future__ import annotations
@@ -112,20 +113,66 @@ class SelectionLayer(nn.Module):
         return s
 
 
-class MaskedWeight(torch.autograd.Function):
-    """weight * mask forward; backward sends dL/dW_eff * weight to `score` as though the mask were
-    the score itself (straight-through). One multiply each way, no extra graph nodes."""
+class DenseLayer(SelectionLayer):
+    """Learned weights: the dense baseline, a finetuned network, a learned dense first/last
+    layer."""
 
-    @staticmethod
-    def forward(ctx, weight, score, mask):
-        ctx.save_for_backward(weight)
-        return weight * mask
+    method = "dense"
 
-    @staticmethod
-    def backward(ctx, grad):
-        (weight,) = ctx.saved_tensors
-        return None, grad * weight, None
+    def __init__(self, spec: LayerSpec, weight: torch.Tensor):
+        super().__init__(spec)
+        self.weight = nn.Parameter(weight)
+
+    def compute_weight(self) -> torch.Tensor:
+        return self.weight
+
+    def cache_key(self):
+        return None  # the weight is used as is: nothing to cache
+
+
+class FrozenLayer(SelectionLayer):
+    """Frozen random weights, all kept: the dense first/last layer of a selection network as the
+    edge-popup reference has it."""
+
+    method = "frozen"
+
+    def __init__(self, spec: LayerSpec, weight: torch.Tensor):
+        super().__init__(spec)
+        self.register_buffer("weight", weight)
+
+    def compute_weight(self) -> torch.Tensor:
+        return self.weight
+
+    def cache_key(self):
+        return None
 
 
 def selection_layers(model: nn.Module) -> list[tuple[str, SelectionLayer]]:
     return [(n, m) for n, m in model.named_modules() if isinstance(m, SelectionLayer)]
+
+
+@torch.no_grad()
+def selection_histograms(layers, bins: int = 50) -> dict[str, dict[str, list]]:
+    """Per layer: histogram counts of the frozen values that were selected and of those that
+    were not (for slot machines: the chosen value vs the K-1 others of each connection)."""
+    out = {}
+    for name, layer in layers:
+        sel = layer.selection()
+        if sel is None:
+            continue
+        values = layer.frozen_values().float().cpu()
+        sel = sel.cpu()
+        if sel.dtype == torch.bool:
+            chosen, other = values[sel], values[~sel]
+        else:
+            onehot = torch.zeros_like(values, dtype=torch.bool).scatter_(-1, sel.unsqueeze(-1),
+                                                                          True)
+            chosen, other = values[onehot], values[~onehot]
+        lo, hi = float(values.min()), float(values.max())
+        if hi <= lo:
+            hi = lo + 1e-12
+        edges = torch.linspace(lo, hi, bins + 1)
+        out[name] = {"bins": edges.tolist(),
+                     "selected": torch.histc(chosen, bins, lo, hi).long().tolist(),
+                     "unselected": torch.histc(other, bins, lo, hi).long().tolist()}
+    return out
