@@ -262,7 +262,10 @@ def test_sizes_from_a_results_row():
            "k": None, "method": "slot-gs", "lr": None, "extra": "ignored"}
     size = nx.export_size(row)
     assert size.connections == 266_200 and size.bits == 3 * 266_200  # slot-gs default K = 8
-    assert size.float32_bytes == 4 * 266_200 and size.state_bytes == 2 * 8 * 4 * 266_200
+    # the float32 checkpoint of a slot trial under SGD: K values and K initial scores per
+    # connection, one factor per connection and one per layer (models/selection/slot.py)
+    assert size.float32_bytes == 4 * 266_200
+    assert size.state_bytes == (2 * 8 + 1) * 4 * 266_200 + 3 * 4
 
 
 def test_index_bits_round_trip():

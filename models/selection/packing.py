@@ -26,7 +26,6 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 
 class Packing:
@@ -103,12 +102,10 @@ class IndexBits(Packing):
     @torch.no_grad()
     def install(self, layer, arrays):
         K = layer.weight.shape[-1]
-        n = layer.scores.numel() // K
-        index = unpack_uint(arrays["index"], n, self.bits(layer))
+        index = unpack_uint(arrays["index"], layer.connections, self.bits(layer))
         if index.max(initial=0) >= K:
             raise ValueError(f"an index >= K = {K}")
-        onehot = F.one_hot(torch.from_numpy(index), K).to(layer.scores.dtype)
-        layer.scores.copy_(onehot.view_as(layer.scores))
+        layer.set_index(torch.from_numpy(index).view(layer.spec.shape))
 
 
 class Floats(Packing):

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from hiddenlab.config import SCORE_INITS, param
@@ -130,6 +131,11 @@ class SlotLayer(SelectionLayer):
     @torch.no_grad()
     def selection(self):
         return self.scores.argmax(-1)
+
+    @torch.no_grad()
+    def set_index(self, index: torch.Tensor) -> None:
+        """Make `index` (one per connection) the selection: one-hot scores (a loaded network)."""
+        self.scores.copy_(F.one_hot(index.long(), self.K).to(self.scores.dtype))
 
 
 # --- factored scores (SGD) ---------------------------------------------------------------------
@@ -317,6 +323,14 @@ class FactoredSlotLayer(SelectionLayer):
     @torch.no_grad()
     def selection(self):
         return self.argmax()
+
+    @torch.no_grad()
+    def set_index(self, index: torch.Tensor) -> None:
+        """Make `index` the selection: one-hot S0, alpha 1, gamma 0 (a loaded network)."""
+        self.scores0.copy_(F.one_hot(index.long(), self.K).to(self.scores0.dtype))
+        self.alpha.fill_(1.0)
+        self.gamma.zero_()
+        self._tracker, self._k_first_copies = None, None
 
     def _load_from_state_dict(self, *args, **kwargs):
         super()._load_from_state_dict(*args, **kwargs)
