@@ -1,4 +1,4 @@
-"""The papers' published numbers (docs reference published.md) as data, matched to measured trials,
+"""The papers' published numbers (docs/published.md) as data, matched to measured trials,
 and the papers' qualitative claims checked against the built figures.
 
 A published number is matched to finished trials by method, model (name-normalised, so

@@ -21,6 +21,7 @@ register(slot_ps.METHOD)
 register(finetune.METHOD)
 register(iterand.METHOD)
 register(biprop.METHOD)
+METHODS.default = edgepopup.METHOD.name  # what `hiddenlab train` trains when no method is named
 
 __all__ = ["METHODS", "Method", "Hook", "SelectionOptions", "LayerSpec", "SelectionLayer",
            "register", "selection_layers"]
