@@ -16,7 +16,7 @@ from typing import Callable
 import pandas as pd
 
 from .core import FigureResult, NoData
-from .figures import dynamics, edgepopup, overview, scaling, slots
+from .figures import dynamics, edgepopup, followups, overview, scaling, slots
 from .results import final_results, one_scale, trial_table
 
 
@@ -48,6 +48,8 @@ FIGURES: dict[str, Spec] = {s.id: s for s in [
     Spec("sm-finetune", slots.sm_finetune, ("sm-finetune",), "figure", "Equal-budget finetuning"),
     Spec("sm-related", slots.sm_related, ("sm-related",), "table", "Related works"),
     Spec("scaling-laws", scaling.scaling_laws, ("scaling-laws",), "figure", "Scaling laws"),
+    Spec("iterand-k", followups.iterand_k, ("iterand-k",), "figure", "IteRand vs edge-popup"),
+    Spec("biprop-k", followups.biprop_k, ("biprop-k",), "figure", "biprop vs edge-popup"),
     Spec("flip-rate", dynamics.flip_rate, None, "figure", "Selection dynamics"),
     Spec("selected-weights", dynamics.selected_weights, None, "figure",
          "Selected vs unselected weights", needs_selections=True),

@@ -37,7 +37,9 @@ def _curves(lines: pd.DataFrame, panel: str, rank, x: pd.Series) -> pd.DataFrame
 
 
 def _symlog(ax) -> None:
+    # r spans 0 and 0.01..1: linear below 0.01, logarithmic above
     ax.set_xscale("symlog", linthresh=0.01)
+    ax.set_xlim(-0.002, 1.5)
 
 
 # --- IteRand -------------------------------------------------------------------------------------
