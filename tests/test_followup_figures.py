@@ -81,3 +81,25 @@ def test_figures_skip_without_their_studies():
     empty = plan_frame("iterand-k", iterand_acc).iloc[0:0]
     assert not hasattr(build("iterand-k", empty), "data")
     assert not hasattr(build("biprop-k", empty), "data")
+
+
+def test_biprop_published_rows_match_biprop_trials_only():
+    from hiddenlab.analysis.published import compare
+    from hiddenlab.config import TrialConfig
+
+    rows = []
+    for seed, acc in ((0, 0.93), (1, 0.95)):
+        for method in ("biprop", "edgepopup"):
+            c = TrialConfig(method=method, model="cifar-resnet18", k=0.2, dataset="cifar10",
+                            seed=seed)
+            d = {k: list(v) if isinstance(v, tuple) else v for k, v in c.to_dict().items()}
+            rows.append({**d, "study": "biprop-k", "scale": "paper", "run_id": c.run_id(),
+                         "status": "TERMINATED", "epoch": c.epochs, "done": True,
+                         "test_acc": acc if method == "biprop" else 0.5,
+                         "k_resolved": c.keep, "K_resolved": 1, "init_resolved": c.init,
+                         "lr_resolved": c.lr, "subnet_params": 0.2 * 11.16e6})
+    table = compare(pd.DataFrame(rows))
+    bp = table[table["paper"].str.startswith("biprop")].set_index("published")
+    assert bp.loc[94.66, "measured"] == pytest.approx(94.0) and bp.loc[94.66, "n"] == 2
+    assert bp.loc[2.6, "measured"] == pytest.approx(2.232)
+    assert bp.loc[94.8, "n"] == 0 and bp.loc[91.48, "n"] == 0  # +BN, VGG-Small: never matched
