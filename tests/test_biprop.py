@@ -13,7 +13,7 @@ from hiddenlab.config import ConfigError, TrialConfig
 from hiddenlab.models.selection.biprop import METHOD, BipropLayer
 from hiddenlab.models.selection.edgepopup import METHOD as EDGEPOPUP
 from hiddenlab.models.selection.edgepopup import kept_count
-from hiddenlab.models.selection.layers import LayerSpec
+from hiddenlab.models.selection.layers import LayerSpec, selection_layers
 from hiddenlab.study.registry import get_study
 from hiddenlab.study.trainer import LocalReporter, run_trial
 
@@ -123,6 +123,25 @@ def test_trial_learns_and_keeps_weights_frozen(tmp_path):
             assert torch.equal(state[name], value), name
         if name.endswith(".scores"):
             assert not torch.equal(state[name], value), name
+
+
+def test_finetune_child_holds_the_binary_weights(tmp_path):
+    from hiddenlab.models.selection.finetune import from_parent
+
+    cfg = TrialConfig(method="biprop", model="conv2", width_mult=0.25, dataset="synthetic",
+                      synthetic_shape=(3, 16, 16), synthetic_size=128, batch_size=32,
+                      device="cpu", epochs=1)
+    run_trial(cfg, LocalReporter(tmp_path / "p", progress=False))
+    parent = METHOD.build_model(cfg, (3, 16, 16), 10)
+    state = torch.load(tmp_path / "p" / "checkpoint.pt", weights_only=False)["model"]
+    parent.load_state_dict(state)
+    child = from_parent(TrialConfig(method="finetune", parent=str(tmp_path / "p"), device="cpu"),
+                        (3, 16, 16), 10)
+    for (_, p), (_, c) in zip(selection_layers(parent), selection_layers(child)):
+        w = c.weight.detach()
+        kept = w[w != 0].abs()
+        assert torch.allclose(kept, kept[0].expand_as(kept))  # one magnitude: alpha
+        assert torch.equal(w, p.materialize())
 
 
 # --- config, CLI, study ----------------------------------------------------------------------------

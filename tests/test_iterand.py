@@ -250,6 +250,22 @@ def test_resume_after_kill_is_exact_and_checkpoints_hold_the_redrawn_weights(tmp
     assert any(not torch.equal(after_one[n], a["model"][n]) for n in weights)
 
 
+def test_finetune_starts_from_the_redrawn_weights(tmp_path):
+    """A finetune child holds the parent's evaluation weights: the re-drawn frozen values of its
+    checkpoint, not the seed's draw."""
+    from hiddenlab.models.selection.finetune import from_parent
+
+    cfg = TrialConfig(method="iterand", epochs=1, rerand_every=2, rerand_rate=1.0, **SMALL)
+    run_trial(cfg, LocalReporter(tmp_path / "p", progress=False))
+    parent = METHOD.build_model(cfg, (3, 16, 16), 10)
+    parent.load_state_dict(final_state(tmp_path / "p")["model"])
+    child = from_parent(TrialConfig(method="finetune", parent=str(tmp_path / "p"), device="cpu"),
+                        (3, 16, 16), 10)
+    x = torch.randn(16, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(parent.eval()(x), child.eval()(x))
+
+
 # --- config, CLI, study -------------------------------------------------------------------------
 def test_recipe_defaults_per_model():
     c = TrialConfig(method="iterand")
