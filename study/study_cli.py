@@ -64,6 +64,9 @@ def register_study(subparsers) -> None:
     ex = sub.add_parser("export", help="(re)write <storage>/<study>/results.parquet")
     ex.add_argument("name", help="study name")
     _storage_arg(ex)
+    ex.add_argument("--networks", metavar="DIR", default=None,
+                    help="also write every finished trial's network to DIR/<run_id>.hlnet "
+                         "(`hiddenlab export`: seed + selection bits; `hiddenlab.load` reads it)")
     ex.set_defaults(func=_export)
 
 
@@ -184,6 +187,7 @@ def _show(args) -> int:
         for m in ("val_acc", "test_acc", "kept_fraction"):
             row[m] = last.get(m)
         row["wall_s"] = last.get("wall_time_s")
+        row.update(_network_sizes(r.config))
         row["error"] = (r.error or "")[:70]
         table.append(row)
     df = pd.DataFrame(table)
@@ -206,4 +210,27 @@ def _export(args) -> int:
     uri, tab = ex.export(args.storage, study.name)
     print(f"{uri}: {tab.num_rows} rows, "
           f"{len(set(tab.column('run_id').to_pylist()))} trials", file=sys.stdout)
+    if args.networks:
+        _export_networks(args.storage, study.name, args.networks)
     return 0
+
+
+# --- exported networks (hiddenlab export) -------------------------------------------------------
+def _export_networks(storage: str, study: str, out: str) -> None:
+    from hiddenlab.study.netexport_cli import export_study
+
+    rows = export_study(storage, study, out)
+    total = sum(r["bytes"] for r in rows)
+    print(f"{out}: {len(rows)} network(s), {total:,} bytes (float32: "
+          f"{sum(r['float32_bytes'] for r in rows):,})")
+
+
+def _network_sizes(config: dict) -> dict:
+    """A trial's exported network size and its float32 weights' (from its config alone)."""
+    from hiddenlab.study.netexport import export_size, human_bytes
+
+    try:
+        size = export_size(config)
+    except (ConfigError, KeyError):  # a config this version no longer builds
+        return {"export": None, "float32": None}
+    return {"export": human_bytes(size.export_bytes), "float32": human_bytes(size.float32_bytes)}

@@ -36,6 +36,7 @@ from hiddenlab.config import ConfigError, TrialConfig
 from hiddenlab.data import build_data
 from hiddenlab.models import connections
 from hiddenlab.models.selection import Hook, selection_layers
+from hiddenlab.models.selection.kernels import tune_host_allocator
 
 
 class TrialDiverged(RuntimeError):
@@ -210,7 +211,10 @@ def run_trial(cfg: TrialConfig, reporter: Reporter) -> dict:
     and return the final metrics."""
     cfg = cfg.method_spec.prepare(cfg)
     use_threads(cfg, reporter)
-    t = Trial(cfg, resolve_device(cfg))
+    device = resolve_device(cfg)
+    if device.type == "cpu":  # weight-sized temporaries reuse heap memory instead of faulting
+        tune_host_allocator()
+    t = Trial(cfg, device)
     state = reporter.load_state()
     start_epoch, history, best = 1, [], None
     previous = snapshot(t.layers) if t.method.selects else None

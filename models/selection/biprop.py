@@ -31,6 +31,7 @@ from .edgepopup import METHOD as EDGEPOPUP
 from .edgepopup import EdgePopupLayer, TopKWeight
 from .layers import LayerSpec
 from .method import Method, SelectionOptions, is_imagenet
+from .packing import MASK_BITS
 
 
 class BinaryTopKWeight(TopKWeight):
@@ -65,6 +66,7 @@ class Biprop(Method):
              "Binary Neural Networks by Pruning a Randomly Weighted Network, ICLR 2021")
     summary = "edge-popup's top-k of |scores| with kept weights alpha * sign(W) (MPT-1/32)"
     Options = Options
+    packing = MASK_BITS  # exported: one bit per connection; alpha follows from the redrawn W
 
     def recipe(self, cfg, given):
         # edge-popup's recipes; the weights of the reference configs: CIFAR-10 scaled Kaiming

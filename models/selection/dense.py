@@ -10,6 +10,7 @@ from hiddenlab.config import MethodOptions
 from ..inits import init_weights
 from .layers import DenseLayer, LayerSpec
 from .method import BASE_RECIPE, IMAGENET_RECIPE, Method, is_imagenet
+from .packing import FLOATS
 
 # The lottery-ticket Adam recipe (docs/recipes.md): batch 60, no decay, constant rate, with these
 # per-model learning rates; 3e-4 elsewhere.
@@ -28,6 +29,7 @@ class Dense(Method):
     summary = "the same network with ordinary trained weights"
     Options = Options
     selects = False
+    packing = FLOATS  # exported: the learned weights
 
     def recipe(self, cfg, given):
         if is_imagenet(cfg.model):  # the same recipe as edge-popup, with affine BatchNorm

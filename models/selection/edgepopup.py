@@ -4,15 +4,21 @@ Exactly `n - int((1 - k) * n)` weights are kept (the reference's count). Ties ar
 index, lower index kept, so the mask is a pure function of the scores.
 
 Fast paths: find the threshold (the smallest kept value) without sorting indices, then compare.
+* CPU ("host", the default there): numpy on the scores' own memory (kernels.py: torch's bool
+  kernels are several times slower than numpy's on the CPU). A layer remembers its last
+  threshold: the new one is almost always within a narrow band around it, so two comparisons
+  and counts show how many values lie above the band, only the values inside the band are
+  gathered, and a partial sort (`np.partition`) of those few gives the exact threshold. A band
+  that misses (first step, a jump) falls back to `np.partition` of the whole layer. Then
+  `key >= threshold` is the mask unless one count shows ties straddling the threshold; only then
+  are the tied elements admitted in index order.
 * CUDA: sort the values only and admit elements equal to the threshold in index order by a
   cumulative sum, which keeps the count exact with no device-to-host sync (an H100 sorts values
   ~13x faster than `torch.kthvalue`).
-* CPU: a radix select on the float32 bit patterns (|x| is the pattern without its sign bit, and
-  non-negative patterns order like the floats): two small histograms find the threshold in a few
-  integer passes, ~8x faster than `torch.kthvalue` and ~2x numpy's introselect (`np.partition`,
-  the fallback for signed ranking and other dtypes). A host sync is free on the CPU, so
-  `key >= threshold` is the mask unless one count shows ties straddling the threshold; only then
-  does the cumulative-sum tie-break run.
+* "radix" (CPU, float32): a radix select on the float32 bit patterns (|x| is the pattern
+  without its sign bit, and non-negative patterns order like the floats): two small histograms
+  find the threshold in a few integer passes. Kept as a way; NaN scores (a diverged trial) fall
+  back to it, since it ranks NaN above everything as `sort` does.
 
 The layer's weight is `weight * mask` (bool mask, no float copy) and its backward sends
 dL/dW_eff * W to the scores (times sign(S) where |S| is ranked: exactly what autograd through
@@ -32,10 +38,13 @@ from hiddenlab.config import SCORE_INITS, param
 from ..inits import init_scores, init_weights
 from .layers import LayerSpec, SelectionLayer
 from .method import BASE_RECIPE, IMAGENET_RECIPE, Method, SelectionOptions, is_imagenet
+from .kernels import apply_mask, as_numpy, host_ok
+from .packing import MASK_BITS
 
-THRESHOLD_WAYS = ("auto", "sort", "kthvalue", "partition", "radix")
+THRESHOLD_WAYS = ("auto", "host", "sort", "kthvalue", "partition", "radix")
 _NUMPY_DTYPES = (torch.float32, torch.float64, torch.float16)
 _SIGN_OFF = 0x7FFFFFFF
+_BAND_MIN = 1 << 14  # smaller layers: one partition costs less than the band's extra calls
 
 
 def kept_count(n: int, k: float) -> int:
@@ -76,13 +85,15 @@ def _exact_count(above_or_tie: torch.Tensor, above, ties, kept: int, sync: bool)
 
 
 def topk_mask(scores: torch.Tensor, k: float, threshold_by: str = "auto",
-              by_abs: bool = False) -> torch.Tensor:
+              by_abs: bool = False, pivot: dict | None = None) -> torch.Tensor:
     """Bool mask keeping exactly kept_count(n, k) largest entries of `scores` (of |scores| with
     `by_abs`); ties: lower flat index wins.
-    `threshold_by`: "sort" (values only; fastest on CUDA), "radix" (CPU, float32 |scores| or
-    non-negative scores), "partition" (numpy introselect), "kthvalue", or "auto": sort on CUDA;
-    on the CPU radix where it applies, else partition, else (bfloat16, torch.compile) kthvalue.
-    The result does not depend on the way."""
+    `threshold_by`: "host" (numpy on the CPU: pivot band, else partition), "sort" (values only;
+    fastest on CUDA), "radix" (CPU, float32 |scores| or non-negative scores), "partition"
+    (numpy introselect), "kthvalue", or "auto": sort on CUDA, host on the CPU where numpy can
+    hold the scores, else (bfloat16, torch.compile) kthvalue. `pivot`: a dict the caller keeps
+    between calls (the last threshold and band width, for "host"). The result does not depend
+    on the way."""
     flat = scores.reshape(-1)
     n = flat.numel()
     kept = kept_count(n, k)
@@ -95,8 +106,13 @@ def topk_mask(scores: torch.Tensor, k: float, threshold_by: str = "auto",
     radix_ok = on_host and flat.dtype == torch.float32 and flat.is_contiguous()
     numpy_ok = on_host and flat.dtype in _NUMPY_DTYPES
     if threshold_by == "auto":
-        threshold_by = ("sort" if flat.is_cuda else "radix" if radix_ok and by_abs else
-                        "partition" if numpy_ok else "kthvalue")
+        threshold_by = "sort" if flat.is_cuda else "host" if numpy_ok else "kthvalue"
+    if threshold_by == "host":
+        if host_ok(flat):
+            mask = _host_mask(flat, kept, by_abs, pivot if pivot is not None else {})
+            if mask is not None:
+                return mask.view_as(scores)
+        threshold_by = "radix"  # NaN scores, or memory numpy cannot use as it is
     if threshold_by == "radix":
         if radix_ok and not by_abs:
             radix_ok = bool((flat.detach().view(torch.int32) >= 0).all())  # no negative (or -0.0) value
@@ -122,6 +138,51 @@ def topk_mask(scores: torch.Tensor, k: float, threshold_by: str = "auto",
     return mask.view_as(scores)
 
 
+def _host_mask(flat: torch.Tensor, kept: int, by_abs: bool, pivot: dict) -> torch.Tensor | None:
+    """The top-`kept` mask computed by numpy on the scores' memory; None where NaN scores make
+    the count come out wrong (the caller falls back to radix, which ranks NaN above everything
+    as `sort` does; a band that holds the answer ranks NaN below every number instead)."""
+    x = as_numpy(flat)
+    a = np.abs(x) if by_abs else x
+    t = _band_threshold(a, kept, pivot)
+    mask = np.greater_equal(a, t)
+    if np.count_nonzero(mask) != kept:
+        if np.isnan(t) or np.isnan(a).any():
+            return None
+        # ties straddle the threshold: everything above it, then the tied values in index order
+        np.greater(a, t, out=mask)
+        room = kept - np.count_nonzero(mask)
+        mask[np.flatnonzero(a == t)[:room]] = True
+    return torch.from_numpy(mask)
+
+
+def _band_threshold(a: np.ndarray, kept: int, pivot: dict):
+    """The kept-th largest value of `a`. With a previous threshold in `pivot`, count the values
+    at or above the top and the bottom of a band around it: if the answer lies inside, it is the
+    (kept - above_band)-th largest of the few values in the band. Otherwise (or with no pivot)
+    a partial sort of everything. Either way the exact value; `pivot` is updated."""
+    previous, width = pivot.get("threshold"), pivot.get("width", 0.0)
+    t = None
+    if previous is not None and width > 0 and a.size >= _BAND_MIN:
+        lo, hi = a.dtype.type(previous - width), a.dtype.type(previous + width)
+        at_or_above_hi = np.greater_equal(a, hi)
+        above = np.count_nonzero(at_or_above_hi)
+        if above < kept:  # the threshold is below hi
+            at_or_above_lo = np.greater_equal(a, lo)
+            if np.count_nonzero(at_or_above_lo) >= kept:  # ... and at or above lo
+                band = a[np.greater(at_or_above_lo, at_or_above_hi)]  # lo <= a < hi
+                i = band.size - (kept - above)
+                t = np.partition(band, i)[i]
+    if t is None:
+        i = a.size - kept
+        t = np.partition(a, i)[i]
+    if previous is not None and np.isfinite(t):
+        # next band: a few times this step's move, never narrower than a few ulps of t
+        pivot["width"] = max(4.0 * abs(float(t) - previous), 64 * float(np.spacing(np.abs(t))))
+    pivot["threshold"] = float(t)
+    return t
+
+
 class TopKWeight(torch.autograd.Function):
     """weight * mask forward; backward (straight-through) dL/dS = dL/dW_eff * W, times sign(S)
     when |S| was ranked: the same operations, in the same order, as autograd through
@@ -131,7 +192,7 @@ class TopKWeight(torch.autograd.Function):
     def forward(ctx, weight, scores, mask, use_abs: bool):
         ctx.use_abs = use_abs
         ctx.save_for_backward(weight, scores if use_abs else None)
-        return weight * mask
+        return apply_mask(weight, mask)
 
     @staticmethod
     def backward(ctx, grad):
@@ -154,6 +215,7 @@ class EdgePopupLayer(SelectionLayer):
         self.use_abs = use_abs
         # Set by a global top-k hook (GlobalTopK) for the current step; None: per-layer top-k.
         self.forced_mask: torch.Tensor | None = None
+        self._pivot: dict = {}  # the last threshold, where the next one is looked for first
 
     def ranked(self) -> torch.Tensor:
         return self.scores.abs() if self.use_abs else self.scores
@@ -162,7 +224,7 @@ class EdgePopupLayer(SelectionLayer):
         if self.forced_mask is not None:
             return self.forced_mask
         with torch.no_grad():
-            return topk_mask(self.scores, self.k, by_abs=self.use_abs)
+            return topk_mask(self.scores, self.k, by_abs=self.use_abs, pivot=self._pivot)
 
     def compute_weight(self) -> torch.Tensor:
         return TopKWeight.apply(self.weight, self.scores, self.mask(), self.use_abs)
@@ -220,6 +282,7 @@ class EdgePopup(Method):
     paper = "Ramanujan et al., What's Hidden in a Randomly Weighted Neural Network?, CVPR 2020"
     summary = "keep the top-k fraction of |scores| per layer; straight-through gradients"
     Options = Options
+    packing = MASK_BITS  # exported: one bit per connection
 
     def recipe(self, cfg, given):
         # docs/recipes.md: CIFAR-10 (paper 4.1, reference configs/smallscale) and ImageNet

@@ -19,6 +19,7 @@ from ..build import build_model
 from ..inits import init_weights
 from .layers import DenseLayer, LayerSpec, selection_layers
 from .method import BASE_RECIPE, Method
+from .packing import FLOATS
 
 # Fields a finetune trial takes from its parent: it must be the same network on the same data.
 INHERITED = ("model", "depth", "width_mult", "dropout", "dataset", "data_root", "val_size",
@@ -78,6 +79,7 @@ class Finetune(Method):
     Options = Options
     selects = False
     inherits = INHERITED
+    packing = FLOATS  # exported: the finetuned weights
 
     def recipe(self, cfg, given):
         return dict(BASE_RECIPE, lr=0.01)  # the reference's learned/finetune rate

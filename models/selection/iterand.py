@@ -43,6 +43,7 @@ from ..inits import init_scores, init_weights
 from .edgepopup import EdgePopupLayer
 from .layers import LayerSpec
 from .method import BASE_RECIPE, Hook, Method, SelectionOptions, is_imagenet
+from .packing import KEPT_VALUES
 
 # Tells the re-randomisation stream apart from any other stream hashed from the same numbers.
 _STREAM = 0x17E2A4D
@@ -132,6 +133,8 @@ class IteRand(Method):
     summary = ("edge-popup on raw scores; every K_per steps each pruned weight is re-drawn "
                "with probability r")
     Options = Options
+    # exported: the mask and the kept values, since the seed no longer redraws re-drawn weights
+    packing = KEPT_VALUES
 
     def recipe(self, cfg, given):
         if is_imagenet(cfg.model):

@@ -10,7 +10,7 @@ $HIDDENLAB_PLUGINS that calls `register`). The trainer, the study runner and the
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
 from torch import nn
@@ -18,7 +18,9 @@ from torch import nn
 from hiddenlab.config import METHODS, MODELS, MethodOptions, param
 
 from ..build import build_model
-from .layers import LayerSpec, SelectionLayer, selection_histograms, selection_layers
+from .layers import DenseLayer, FrozenLayer, LayerSpec, SelectionLayer, selection_histograms, \
+    selection_layers
+from .packing import FLOATS, REDRAWN, Packing
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,32 @@ class Method:
         raise TypeError(f"{self.name} takes no parent")
 
     inherits: tuple[str, ...] = ()       # fields a child of this method takes from its parent
+
+    # --- exporting (hiddenlab.study.netexport) ----------------------------------------------------
+    packing: Packing = FLOATS            # how an exported file stores this method's layers
+
+    def packing_of(self, layer: SelectionLayer) -> Packing:
+        """The packing of one layer of this method's model: its own layers use `packing`; a
+        frozen dense first/last layer is redrawn, a learned one stored as floats."""
+        if isinstance(layer, FrozenLayer):
+            return REDRAWN
+        if isinstance(layer, DenseLayer):
+            return FLOATS
+        return self.packing
+
+    def exported_config(self, cfg):
+        """(config, note): the one network an exported file holds. Where evaluation samples, no
+        single network was evaluated: the file holds the deterministic counterpart (the other
+        `eval_mode`: Zhou's expected mask, slot-ps's argmax), and the note says so."""
+        if self.eval_mode(cfg.options) != "sample":
+            return cfg, None
+        field = next(f for f in fields(cfg.options) if f.name == "eval_mode")
+        other = [c for c in field.metadata["choices"] if c != "sample"]
+        if len(other) != 1:
+            raise TypeError(f"{self.name}: eval_mode has no single deterministic choice")
+        note = (f"the trial evaluated sampled networks (eval_mode sample); this file holds its "
+                f"deterministic network (eval_mode {other[0]}), which the trial never evaluated")
+        return cfg.replace(eval_mode=other[0]), note
 
 
 def register(method: Method) -> Method:

@@ -3,17 +3,37 @@ share.
 
 Slot Machines (Aladago & Torresani 2021): K fixed random values per connection, K scores; the
 forward uses one value per connection, picked greedily (GS, argmax) or sampled from
-softmax(scores) (PS, Gumbel-max: one exact categorical draw per connection per pass).
+softmax(scores) (PS: one exact categorical draw per connection per pass).
 
 Values and scores are stored with K last, and the pick is an index gather (the reference
 multiplies a one-hot K-tensor: K times the work). Backward: dL/dS[..., j] = dL/dW_eff * W[..., j]
 for every j, selected or not.
+
+PS draws by inverse CDF: one uniform u per connection (`torch.rand`, the global generator) and
+the first j whose cumulative softmax mass exceeds u. Before, it drew by Gumbel-max (K
+exponentials per connection, `gumbel_argmax`, kept for comparison): the same distribution, but
+K times the random numbers, and torch's CPU exponential sampler is slow (~25x the cost per step
+on LeNet-300-100). The stream changed: a PS trial's picks differ from those of earlier
+revisions (tests/test_perf_slot.py checks the distribution by a chi-square test).
+
+Factored scores (`factorize`, SGD only; docs/performance.md): under SGD (momentum, weight decay,
+Nesterov, dampening) the K-wide scores of every connection stay of the form
+S = alpha * S0 + gamma[c] * W[c, :], S0 the initial scores, W the K values, alpha one number per
+layer and gamma one per connection, because every gradient dL/dS[c, :] = g[c] * W[c, :] lies in
+that span and SGD's update is linear. SGD on S is then SGD on (alpha, gamma) with gradients
+(0, g): `FactoredSlotLayer` trains those two parameters, so the optimiser, the gradient and the
+checkpointed momentum hold one number per connection instead of K. GS keeps its argmax
+incrementally: i = argmax_j S0_j + t W_j (t = gamma / alpha) stays the argmax while t is inside
+an interval computed once per change, so a step recomputes only the connections whose t left
+theirs. Exact in real arithmetic; in floating point the scores differ from explicit SGD's by
+rounding (measured in docs/performance.md, tested in tests/test_perf_slot.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -22,6 +42,8 @@ from hiddenlab.config import SCORE_INITS, param
 from ..inits import init_scores, init_weights
 from .layers import LayerSpec, SelectionLayer
 from .method import BASE_RECIPE, Method, SelectionOptions
+from .kernels import host_ok
+from .packing import INDEX_BITS
 
 
 class SlotGather(torch.autograd.Function):
@@ -37,9 +59,41 @@ class SlotGather(torch.autograd.Function):
 
 
 def gumbel_argmax(scores: torch.Tensor) -> torch.Tensor:
-    """A sample of Categorical(softmax(scores)) along the last axis."""
+    """A sample of Categorical(softmax(scores)) along the last axis by Gumbel-max (K random
+    numbers per row; the PS draw of earlier revisions)."""
     gumbel = -torch.empty_like(scores).exponential_().log()
     return (scores + gumbel).argmax(-1)
+
+
+def categorical_draw(logits: torch.Tensor, u: torch.Tensor | None = None) -> torch.Tensor:
+    """A sample of Categorical(softmax(logits)) along the last axis by inverse CDF: one uniform
+    per row (`u`, default `torch.rand` from the global generator) and
+    index = #{j < K - 1 : C_j <= u * C_{K-1}}, where C_j = e_0 + ... + e_j (float32, summed in
+    order) and e_j = exp(logits_j - max logits). A value whose mass underflows to 0 is never
+    picked; the last index takes what rounding leaves of [0, 1). On the CPU the K values of all
+    rows are laid out K-first for the arithmetic (`draw_k_first`): the same numbers, each
+    operation one contiguous pass."""
+    if u is None:
+        u = torch.rand(logits.shape[:-1], dtype=logits.dtype, device=logits.device)
+    K = logits.shape[-1]
+    if host_ok(logits, u):
+        k_first = np.ascontiguousarray(logits.detach().reshape(-1, K).numpy().T)
+        index = draw_k_first(k_first, u.reshape(-1).numpy())
+        return torch.from_numpy(index).view(logits.shape[:-1])
+    mass = (logits - logits.amax(-1, keepdim=True)).exp_()
+    for j in range(1, K):  # in order, float32: what the host path computes
+        mass[..., j] += mass[..., j - 1]
+    return (mass[..., :-1] <= u.unsqueeze(-1) * mass[..., -1:]).sum(-1)
+
+
+def draw_k_first(logits: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """`categorical_draw` for logits laid out (K, n) (overwritten) and u (n,): int64 (n,)."""
+    np.subtract(logits, logits.max(axis=0), out=logits)
+    torch.from_numpy(logits).exp_()  # torch's exp, as on every other path
+    for j in range(1, logits.shape[0]):
+        np.add(logits[j - 1], logits[j], out=logits[j])
+    bar = np.multiply(u, logits[-1])
+    return np.less_equal(logits[:-1], bar).sum(axis=0, dtype=np.int64)
 
 
 class SlotLayer(SelectionLayer):
@@ -64,7 +118,7 @@ class SlotLayer(SelectionLayer):
     def index(self) -> torch.Tensor:
         with torch.no_grad():
             if self._mode() == "sample":
-                return gumbel_argmax(self.scores)
+                return categorical_draw(self.scores)
             return self.scores.argmax(-1)
 
     def compute_weight(self) -> torch.Tensor:
@@ -76,6 +130,218 @@ class SlotLayer(SelectionLayer):
     @torch.no_grad()
     def selection(self):
         return self.scores.argmax(-1)
+
+
+# --- factored scores (SGD) ---------------------------------------------------------------------
+class FactoredGather(torch.autograd.Function):
+    """Forward: the chosen values (a copy). Backward: gamma gets dL/dW_eff, alpha gets 0: with
+    these, SGD on (alpha, gamma) is SGD on S = alpha * S0 + gamma * W (the module docstring)."""
+
+    @staticmethod
+    def forward(ctx, chosen, alpha, gamma):
+        return chosen.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return None, torch.zeros((), dtype=grad.dtype, device=grad.device), grad
+
+
+def ratio(gamma: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """t = gamma / alpha, IEEE division element by element (float32)."""
+    if host_ok(gamma):
+        a = gamma.new_tensor(float(alpha)).numpy()
+        return torch.from_numpy(np.divide(gamma.detach().reshape(-1).numpy(), a)).view_as(gamma)
+    return gamma.detach() / alpha.detach()
+
+
+class IncrementalArgmax:
+    """argmax_j S0[c, j] + t[c] * W[c, j] (first index among ties) for every connection c, kept
+    between calls as t moves.
+
+    For the current index i the argmax stays i while t is strictly inside (lo, hi), with
+    lo = max over W_j < W_i of (S0_j - S0_i) / (W_i - W_j) and hi = the min of the same over
+    W_j > W_i (where the line of j crosses i's). A call compares t with the stored intervals and
+    recomputes index and interval of the connections outside theirs only. Recomputed in float64
+    (products of float32 are exact there); the interval is rounded inwards to float32, so that a
+    float32 t strictly inside it is inside the exact one."""
+
+    CHUNK = 1 << 17  # rows recomputed at once (bounds the float64 temporaries)
+
+    def __init__(self, scores0: torch.Tensor, values: torch.Tensor):
+        K = values.shape[-1]
+        self.s0 = scores0.detach().reshape(-1, K).numpy()
+        self.w = values.detach().reshape(-1, K).numpy()
+        n = self.w.shape[0]
+        self.index = np.zeros(n, dtype=np.int64)
+        self.chosen = np.empty(n, dtype=self.w.dtype)
+        self.lo = np.full(n, np.inf, dtype=np.float32)  # empty intervals: all stale
+        self.hi = np.full(n, -np.inf, dtype=np.float32)
+        self.recomputed = 0  # rows recomputed by the last update (for benchmarks/tests)
+
+    def update(self, t: np.ndarray) -> None:
+        inside = np.greater(t, self.lo)
+        inside &= np.less(t, self.hi)
+        rows = np.flatnonzero(~inside)
+        self.recomputed = rows.size
+        for start in range(0, rows.size, self.CHUNK):
+            self._recompute(rows[start:start + self.CHUNK], t)
+
+    def _recompute(self, rows: np.ndarray, t: np.ndarray) -> None:
+        s0 = self.s0[rows].astype(np.float64)
+        w = self.w[rows].astype(np.float64)
+        tt = t[rows].astype(np.float64)[:, None]
+        i = np.argmax(s0 + tt * w, axis=1)
+        s0_i = np.take_along_axis(s0, i[:, None], 1)
+        w_i = np.take_along_axis(w, i[:, None], 1)
+        slope = w_i - w
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cross = (s0 - s0_i) / slope  # where j's line crosses i's
+        lo = np.where(slope > 0, cross, -np.inf).max(1)
+        hi = np.where(slope < 0, cross, np.inf).min(1)
+        lo32, hi32 = lo.astype(np.float32), hi.astype(np.float32)
+        lo32 = np.where(lo32 < lo, np.nextafter(lo32, np.float32(np.inf)), lo32)
+        hi32 = np.where(hi32 > hi, np.nextafter(hi32, np.float32(-np.inf)), hi32)
+        self.index[rows] = i
+        self.chosen[rows] = self.w[rows, i]
+        self.lo[rows], self.hi[rows] = lo32, hi32
+
+
+class FactoredSlotLayer(SelectionLayer):
+    """A slot layer trained through S = alpha * S0 + gamma * W (module docstring): parameters
+    `alpha` (one per layer) and `gamma` (one per connection), buffers `weight` (the K values)
+    and `scores0` (the scores when factored). `scores` is computed, for reading."""
+
+    method = "slot"
+
+    def __init__(self, spec: LayerSpec, values: torch.Tensor, scores0: torch.Tensor,
+                 train_mode: str, eval_mode: str):
+        super().__init__(spec)
+        assert values.shape == scores0.shape and values.shape[:-1] == spec.shape
+        self.register_buffer("weight", values)
+        self.register_buffer("scores0", scores0)
+        self.alpha = nn.Parameter(torch.ones((), dtype=scores0.dtype, device=scores0.device))
+        self.gamma = nn.Parameter(torch.zeros(spec.shape, dtype=scores0.dtype,
+                                              device=scores0.device))
+        self.train_mode = train_mode
+        self.eval_mode = eval_mode
+        self._tracker: IncrementalArgmax | None = None
+        self._k_first_copies: tuple[np.ndarray, np.ndarray] | None = None
+
+    @classmethod
+    def from_layer(cls, layer: SlotLayer) -> "FactoredSlotLayer":
+        """The same layer, its current scores as S0 (alpha = 1, gamma = 0)."""
+        new = cls(layer.spec, layer.weight, layer.scores.detach().clone(), layer.train_mode,
+                  layer.eval_mode)
+        new.train(layer.training)
+        return new
+
+    K = SlotLayer.K
+    _mode = SlotLayer._mode
+
+    @property
+    def scores(self) -> torch.Tensor:
+        """The K-wide scores this layer represents: (alpha * S0) + (gamma * W), each product
+        rounded on its own (what the host paths compute)."""
+        return self.alpha * self.scores0 + self.gamma.unsqueeze(-1) * self.weight
+
+    def _tracked(self) -> IncrementalArgmax | None:
+        """The argmax tracker brought up to date with alpha and gamma; None where it does not
+        apply (alpha <= 0 turns the argmax into an argmin of S0 + t W; off the CPU)."""
+        alpha = float(self.alpha)
+        if not (alpha > 0 and np.isfinite(alpha)) or not host_ok(self.gamma, self.weight,
+                                                                   self.scores0):
+            self._tracker = None
+            return None
+        if self._tracker is None:
+            self._tracker = IncrementalArgmax(self.scores0, self.weight)
+        self._tracker.update(ratio(self.gamma, self.alpha).reshape(-1).numpy())
+        return self._tracker
+
+    @torch.no_grad()
+    def argmax(self) -> torch.Tensor:
+        """argmax_j S (the tracker's, or computed from `scores` where it does not apply).
+        Never cached by the parameters' version counters: the fused optimisers do not bump
+        them; the tracker makes a repeated call cheap."""
+        tracker = self._tracked()
+        if tracker is None:
+            return self.scores.argmax(-1)
+        return torch.from_numpy(tracker.index.copy()).view(self.spec.shape)
+
+    @torch.no_grad()
+    def _chosen_by_argmax(self) -> torch.Tensor:
+        tracker = self._tracked()
+        if tracker is None:
+            index = self.scores.argmax(-1)
+            return self.weight.gather(-1, index.unsqueeze(-1)).squeeze(-1)
+        return torch.from_numpy(tracker.chosen).view(self.spec.shape)  # FactoredGather copies
+
+    @torch.no_grad()
+    def sample(self) -> torch.Tensor:
+        """`categorical_draw(self.scores)`, on the CPU built K-first straight from S0 and W."""
+        u = torch.rand(self.spec.shape, dtype=self.gamma.dtype, device=self.gamma.device)
+        if not host_ok(self.gamma, self.weight, self.scores0, u):
+            return categorical_draw(self.scores, u)
+        s0, w = self._k_first()
+        alpha = np.asarray(float(self.alpha), dtype=s0.dtype)
+        gamma = self.gamma.detach().reshape(-1).numpy()
+        logits = np.empty_like(s0)
+        scaled = np.empty_like(gamma)
+        for j in range(s0.shape[0]):
+            np.multiply(s0[j], alpha, out=logits[j])
+            np.add(logits[j], np.multiply(w[j], gamma, out=scaled), out=logits[j])
+        return torch.from_numpy(draw_k_first(logits, u.reshape(-1).numpy())).view(self.spec.shape)
+
+    def _k_first(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._k_first_copies is None:
+            K = self.K
+            self._k_first_copies = tuple(
+                np.ascontiguousarray(t.detach().reshape(-1, K).numpy().T)
+                for t in (self.scores0, self.weight))
+        return self._k_first_copies
+
+    def index(self) -> torch.Tensor:
+        return self.sample() if self._mode() == "sample" else self.argmax()
+
+    def compute_weight(self) -> torch.Tensor:
+        if self._mode() == "sample":
+            with torch.no_grad():
+                chosen = self.weight.gather(-1, self.sample().unsqueeze(-1)).squeeze(-1)
+        else:
+            chosen = self._chosen_by_argmax()
+        return FactoredGather.apply(chosen, self.alpha, self.gamma)
+
+    def cache_key(self):
+        # evaluation only: a training forward clears the base class's cache
+        return None if self._mode() == "sample" else (self.alpha._version, self.gamma._version)
+
+    @torch.no_grad()
+    def selection(self):
+        return self.argmax()
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self._tracker = None  # S0 may have changed: rebuilt at the next use
+        self._k_first_copies = None
+
+
+def factorize(model: nn.Module) -> int:
+    """Replace every `SlotLayer` of `model` by its `FactoredSlotLayer` (the same scores as S0).
+    Only for SGD, and before the optimiser is built or a checkpoint is loaded. Returns how many
+    layers were replaced."""
+    replaced = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is SlotLayer:
+                setattr(parent, name, FactoredSlotLayer.from_layer(child))
+                replaced += 1
+    return replaced
+
+
+def attach(model: nn.Module, cfg) -> None:
+    """The slot methods' attach hook: factored scores whenever the optimiser is SGD, whose
+    update keeps them exact in real arithmetic (Adam's is not linear: explicit scores)."""
+    if cfg.optimizer == "sgd":
+        factorize(model)
 
 
 # --- what slot-gs and slot-ps share (each has its own file with its recipe) -----------------------
@@ -103,12 +369,16 @@ class SlotMethod(Method):
 
     train_pick = "argmax"
     Options = SlotOptions
+    packing = INDEX_BITS  # exported: ceil(log2 K) bits per connection
 
     def values_per_connection(self, opts) -> int:
         return opts.K
 
     def kept_fraction(self, opts) -> float:
         return 1.0
+
+    def attach(self, model: nn.Module, cfg) -> None:
+        attach(model, cfg)
 
     def layer(self, spec: LayerSpec, cfg) -> SlotLayer:
         o = cfg.options

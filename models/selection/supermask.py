@@ -8,15 +8,20 @@ shrink with sparsity.
 
 Fast path (CPU): the mask is drawn as `rand_like(p) < p`, which for float32/float64 p on CPU
 consumes the generator exactly as `torch.bernoulli(p)` does and returns the same draw
-(tests/test_fastpaths.py) at about a third of the cost, as a bool mask (no float copy). CUDA
-keeps `torch.bernoulli`, already one fused kernel there. The backward recomputes sigmoid(logit)
-rather than keeping it from forward (one cheap pass for a weight-sized activation).
+(tests/test_fastpaths.py) at about a third of the cost, as a bool mask (no float copy); the
+comparison and `weight * mask` run in numpy (kernels.py: torch's bool kernels are slow on the
+CPU), and the backward reuses p = sigmoid(logit) from the forward (one weight-sized tensor kept
+per layer, one sigmoid pass saved per step). The uniforms themselves (torch's mt19937, one
+32-bit draw each) are most of what is left: handing torch's generator state to numpy's MT19937
+produces the identical stream, but no faster. CUDA keeps `torch.bernoulli`, already one fused
+kernel there, and recomputes sigmoid(logit) in backward rather than keeping it (memory).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -25,6 +30,8 @@ from hiddenlab.config import SCORE_INITS, param
 from ..inits import init_scores, init_weights
 from .layers import LayerSpec, SelectionLayer
 from .method import BASE_RECIPE, Hook, Method, SelectionOptions, is_imagenet
+from .kernels import apply_mask, host_ok
+from .packing import MASK_BITS
 
 
 def bernoulli_mask(p: torch.Tensor) -> torch.Tensor:
@@ -32,26 +39,38 @@ def bernoulli_mask(p: torch.Tensor) -> torch.Tensor:
     draw `torch.bernoulli` makes from the same generator state, leaving it in the same state),
     `torch.bernoulli`'s float 0/1 elsewhere (CUDA, half precisions: their draws differ)."""
     if p.device.type == "cpu" and p.dtype in (torch.float32, torch.float64):
-        return torch.rand_like(p) < p
+        u = torch.rand_like(p)
+        if host_ok(p, u):
+            return torch.from_numpy(np.less(u.numpy(), p.detach().numpy()))
+        return u < p
     return torch.bernoulli(p)
+
+
+def expected_mask(p: torch.Tensor) -> torch.Tensor:
+    """p > 0.5 (numpy's comparison where it can)."""
+    if host_ok(p):
+        return torch.from_numpy(np.greater(p.detach().numpy(), p.new_tensor(0.5).numpy()))
+    return p > 0.5
 
 
 class SigmoidMaskedWeight(torch.autograd.Function):
     """weight * mask forward; backward dL/dlogit = sigmoid'(logit) * dL/dW_eff * W, computed as
     autograd computes `MaskedWeight(weight, sigmoid(logits), mask)` (the same kernels in the same
-    order, so bit for bit), but p = sigmoid(logit) is recomputed in backward instead of being
-    kept from forward: activation memory as edge-popup's (the effective weight only)."""
+    order, so bit for bit). `p`: sigmoid(logits) from the forward, kept for the backward (CPU);
+    None: recomputed there instead (activation memory as edge-popup's: the effective weight
+    only)."""
 
     @staticmethod
-    def forward(ctx, weight, logits, mask):
-        ctx.save_for_backward(weight, logits)
-        return weight * mask
+    def forward(ctx, weight, logits, mask, p=None):
+        ctx.save_for_backward(weight, logits if p is None else p)
+        ctx.recompute = p is None
+        return apply_mask(weight, mask)
 
     @staticmethod
     def backward(ctx, grad):
-        weight, logits = ctx.saved_tensors
-        p = torch.sigmoid(logits)
-        return None, torch.ops.aten.sigmoid_backward(grad * weight, p), None
+        weight, saved = ctx.saved_tensors
+        p = torch.sigmoid(saved) if ctx.recompute else saved
+        return None, torch.ops.aten.sigmoid_backward(grad * weight, p), None, None
 
 
 class SupermaskLayer(SelectionLayer):
@@ -71,8 +90,9 @@ class SupermaskLayer(SelectionLayer):
     def compute_weight(self) -> torch.Tensor:
         with torch.no_grad():
             p = torch.sigmoid(self.scores)
-            mask = bernoulli_mask(p) if self._sampling() else (p > 0.5)
-        w = SigmoidMaskedWeight.apply(self.weight, self.scores, mask)
+            mask = bernoulli_mask(p) if self._sampling() else expected_mask(p)
+        keep_p = p if p.device.type == "cpu" else None
+        w = SigmoidMaskedWeight.apply(self.weight, self.scores, mask, keep_p)
         if self.scale:
             with torch.no_grad():
                 factor = mask.numel() / mask.sum().to(torch.float32).clamp_min(1.0)
@@ -119,6 +139,7 @@ class Supermask(Method):
     summary = "mask ~ Bernoulli(sigmoid(score)), straight-through"
     Options = Options
     samples_in_training = True
+    packing = MASK_BITS  # exported: one bit per connection (the expected mask)
 
     def recipe(self, cfg, given):
         # No weight decay: at lr 200 any decay drags every logit towards p = 0.5 each step.

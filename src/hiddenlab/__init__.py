@@ -20,3 +20,13 @@ __version__ = "0.1.0"
 
 for _plugin in config.plugins_from_env():
     importlib.import_module(_plugin)
+
+
+def load(path):
+    """The network of a file written by `hiddenlab export`, as a plain `torch.nn.Module` of torch
+    layers (dense weights, zeros where not kept; eval mode) that needs nothing of hiddenlab to run.
+    The frozen values are redrawn from the file's seed and every checksum is checked: a mismatch
+    raises `hiddenlab.study.netexport.NetFileError` saying what differs."""
+    from hiddenlab.study.netexport import load as _load
+
+    return _load(path)

@@ -10,10 +10,11 @@ from hiddenlab.config import ConfigError
 from hiddenlab.data import cli as data_cli
 from hiddenlab.models import cli as models_cli
 from hiddenlab.study import cli as study_cli
+from hiddenlab.study import netexport_cli
 
 # Each module has `register(subparsers, argv)`, which adds its parsers with
 # `set_defaults(func=...)`; func(args) returns an exit code.
-_COMMANDS = [study_cli, models_cli, data_cli, analysis_cli]
+_COMMANDS = [study_cli, netexport_cli, models_cli, data_cli, analysis_cli]
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
