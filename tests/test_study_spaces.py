@@ -21,7 +21,7 @@ FOLLOWUP_STUDIES = ["iterand-k", "biprop-k"]
 
 def test_every_figure_has_a_study():
     names = set(studies())
-    assert set(FIGURE_STUDIES) | set(FOLLOWUP_STUDIES) | {"quickstart"} == names
+    assert set(FIGURE_STUDIES) | set(FOLLOWUP_STUDIES) | {"quickstart", "real-data"} == names
     fed = {f for s in studies().values() for f in s.feeds}
     assert "ep-table2" in fed  # Table 2 reads Fig 8's trials
     for name in ("ep-table1", "sm-setup", "flip-rate", "selected-weights"):
