@@ -74,6 +74,32 @@ PUBLISHED += [
                                        "epochs": 88}, "ffcv-imagenet, 88 epochs"),
 ]
 
+# biprop (multi-prize tickets MPT-1/32), README of the reference code (docs/published.md#biprop).
+# The reference reports the best accuracy over epochs on the set it validates with (the test
+# set): compared with the best-validation network's test accuracy. "+BN" learns affine BatchNorm
+# with the scores, which hiddenlab's biprop does not offer: those rows name the method
+# `biprop+bn` and are never matched. IteRand publishes plots only: no rows.
+_BP = "biprop (Diffenderfer & Kailkhura 2021), README"
+_BP_BEST = "the reference's best epoch on the test set; here the best-validation epoch"
+_BP_RN18 = {"method": "biprop", "model": "cifar-resnet18", "k": 0.2, "dataset": "cifar10"}
+_BP_WRN = {"method": "biprop", "model": "wrn50-2", "init": "signed_constant", "k": 0.2,
+           "dataset": "imagenet"}
+PUBLISHED += [
+    Published(_BP, "test acc (%)", 91.48, {"method": "biprop", "model": "vgg-small", "k": 0.05,
+                                           "dataset": "cifar10"},
+              "VGG-Small: not a hiddenlab model", pick="best", accuracy=BEST_VAL),
+    Published(_BP, "test acc (%)", 94.66, _BP_RN18, _BP_BEST, pick="best", accuracy=BEST_VAL),
+    Published(_BP, "sub-network params (M)", 2.6, _BP_RN18,
+              "README's count; 0.2 x hiddenlab's CIFAR ResNet-18 is 2.23M"),
+    Published(_BP, "test acc (%)", 94.8, {**_BP_RN18, "method": "biprop+bn"},
+              "+BN: affine BatchNorm learned; not a hiddenlab option", accuracy=BEST_VAL),
+    Published(_BP, "top-1 (%)", 72.67, _BP_WRN,
+              "signed-constant weights: edge-popup's network; " + _BP_BEST, accuracy=BEST_VAL),
+    Published(_BP, "sub-network params (M)", 13.7, _BP_WRN),
+    Published(_BP, "top-1 (%)", 74.03, {**_BP_WRN, "method": "biprop+bn"},
+              "+BN: affine BatchNorm learned; not a hiddenlab option", accuracy=BEST_VAL),
+]
+
 
 def lookup_ep_imagenet(model: str, init: str) -> float | None:
     """edge-popup's published top-1 for (model, init) at k = 30%, or None."""

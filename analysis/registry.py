@@ -19,7 +19,7 @@ from typing import Callable
 import pandas as pd
 
 from .core import FigureResult, NoData, dataset_label
-from .figures import dynamics, edgepopup, generic, overview, scaling, slots
+from .figures import dynamics, edgepopup, followups, generic, overview, scaling, slots
 from .results import final_results, one_scale, trial_table
 
 
@@ -61,6 +61,8 @@ FIGURES: dict[str, Spec] = {s.id: s for s in [
     Spec("sm-related", slots.sm_related, ("sm-related",), "table", "Related works", **_P),
     Spec("scaling-laws", scaling.scaling_laws, ("scaling-laws",), "figure", "Scaling laws",
          data=("cifar10",)),
+    Spec("iterand-k", followups.iterand_k, ("iterand-k",), "figure", "IteRand vs edge-popup", **_P),
+    Spec("biprop-k", followups.biprop_k, ("biprop-k",), "figure", "biprop vs edge-popup", **_P),
     Spec("flip-rate", dynamics.flip_rate, None, "figure", "Selection dynamics"),
     Spec("selected-weights", dynamics.selected_weights, None, "figure",
          "Selected vs unselected weights", needs_selections=True),

@@ -117,7 +117,8 @@ def init_weights(name: str, shape: tuple[int, ...], base_shape: tuple[int, ...],
 
 
 # --- scores -------------------------------------------------------------------------------------
-for _name in ("kaiming_uniform", "constant", "slot-code", "slot-paper", "normal"):
+for _name in ("kaiming_uniform", "kaiming_uniform_relu", "constant", "slot-code", "slot-paper",
+              "normal"):
     SCORE_INITS.add(_name, _name)
 
 
@@ -127,6 +128,10 @@ def init_scores(name: str, shape: tuple[int, ...], base_shape: tuple[int, ...],
     if name == "kaiming_uniform":
         # edge-popup reference: kaiming_uniform_(a=sqrt(5)) = U(-1/sqrt(fan_in), 1/sqrt(fan_in))
         return _uniform(1.0 / math.sqrt(f.fan_in), shape)
+    if name == "kaiming_uniform_relu":
+        # IteRand reference: kaiming_uniform_(mode="fan_in", nonlinearity="relu"), i.e. a = 0:
+        # U(-sqrt(6/fan_in), sqrt(6/fan_in)), sqrt(6) times edge-popup's.
+        return _uniform(math.sqrt(6.0 / f.fan_in), shape)
     if name == "constant":
         return torch.full(tuple(shape), float(const))
     if name == "slot-code":

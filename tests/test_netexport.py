@@ -43,6 +43,8 @@ CASES = {
     "slot-ps-sample": dict(method="slot-ps", K=4, eval_mode="sample"),
     "dense": dict(method="dense", lr=0.05),
     "finetune": dict(method="finetune"),
+    "iterand": dict(method="iterand", k=0.3, rerand_every=1, rerand_rate=1.0),
+    "biprop": dict(method="biprop", k=0.3),
 }
 SAMPLED = {"supermask-sample", "slot-ps-sample"}
 

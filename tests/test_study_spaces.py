@@ -15,11 +15,13 @@ from hiddenlab.study.spaces import (META_KEYS, ChildSeries, Phase, Series, confi
 
 FIGURE_STUDIES = ["ep-fig3", "ep-fig4", "ep-fig5", "ep-fig6", "ep-fig7", "ep-fig8", "ep-fig9",
                   "ep-fig10", "sm-k", "sm-gs-ps", "sm-finetune", "sm-related", "scaling-laws"]
+# Follow-up methods against edge-popup (tests/test_iterand.py, tests/test_biprop.py expand them).
+FOLLOWUP_STUDIES = ["iterand-k", "biprop-k"]
 
 
 def test_every_figure_has_a_study():
     names = set(studies())
-    assert set(FIGURE_STUDIES) | {"quickstart"} == names
+    assert set(FIGURE_STUDIES) | set(FOLLOWUP_STUDIES) | {"quickstart", "real-data"} == names
     fed = {f for s in studies().values() for f in s.feeds}
     assert "ep-table2" in fed  # Table 2 reads Fig 8's trials
     for name in ("ep-table1", "sm-setup", "flip-rate", "selected-weights"):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from hiddenlab.config import METHODS
 
-from . import dense, edgepopup, finetune, slot_gs, slot_ps, supermask
+from . import biprop, dense, edgepopup, finetune, iterand, slot_gs, slot_ps, supermask
 from .layers import LayerSpec, SelectionLayer, selection_layers
 from .method import Hook, Method, SelectionOptions, register
 
@@ -19,6 +19,8 @@ register(supermask.METHOD)
 register(slot_gs.METHOD)
 register(slot_ps.METHOD)
 register(finetune.METHOD)
+register(iterand.METHOD)
+register(biprop.METHOD)
 METHODS.default = edgepopup.METHOD.name  # what `hiddenlab train` trains when no method is named
 
 __all__ = ["METHODS", "Method", "Hook", "SelectionOptions", "LayerSpec", "SelectionLayer",

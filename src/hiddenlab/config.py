@@ -441,8 +441,9 @@ class TrialConfig:
         method = method if method in METHODS else METHODS.default
         defaults = cls(method=method).to_dict()
         spec = METHODS.get(method)
-        own = set(spec.Options.field_names())
+        own = {f.name: f for f in fields(spec.Options)}
         for f in (*_shared_fields(), *option_fields().values()):
+            f = own.get(f.name, f)  # an option several methods share: this method's help
             shown = f.name in _SHARED or f.name in own
             help_ = argparse.SUPPRESS
             if shown:
