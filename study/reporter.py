@@ -207,15 +207,20 @@ def adapt_state(state: dict, cfg) -> dict:
     return state
 
 
-def _whole_ints(point: dict) -> dict:
+def plain_point(point: dict) -> dict:
+    """A Tune-drawn config as TrialConfig takes it: numpy scalars (Tune's integer draws) as
+    Python numbers, and integer fields that PBT scaled by 0.8/1.2 rounded back to integers."""
     from hiddenlab.config import all_fields, kind_of
 
     fields = all_fields()
-    out = dict(point)
+    out = {}
     for k, v in point.items():
+        if hasattr(v, "item") and not isinstance(v, (list, tuple, dict, str)):
+            v = v.item()
         f = fields.get(k)
         if f is not None and kind_of(f) == "int" and isinstance(v, float) and v == v:
-            out[k] = int(round(v))
+            v = int(round(v))
+        out[k] = v
     return out
 
 
@@ -234,7 +239,7 @@ def make_trainable(storage_uri: str, study: str, cpus_per_trial: float = 1.0,
         sampled = not config.get("run_id")
         point = dict(config)
         if sampled:
-            point = _whole_ints(point)     # PBT scales integer fields by 0.8/1.2
+            point = plain_point(point)
             derive = derives.get(config.get("series"))
             if derive is not None:
                 point.update(derive(dict(point)))

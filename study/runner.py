@@ -284,7 +284,10 @@ def plan_study(study: Study | str, opts: RunOptions) -> tuple[Study, Storage, Pl
     opts.validate()
     study = get_study(study, opts.storage) if isinstance(study, str) else study
     storage = Storage(opts.storage)
-    settings = opts.tune_settings(study)
+    try:
+        settings = opts.tune_settings(study)
+    except ConfigError as e:
+        raise _named_source(e, study) from None
     overrides = parse_overrides(opts.overrides)
     if "data_root" in overrides and overrides["data_root"] and \
             "://" not in overrides["data_root"]:
@@ -293,9 +296,19 @@ def plan_study(study: Study | str, opts: RunOptions) -> tuple[Study, Storage, Pl
                       parent_dir=lambda rid: storage.uri_of(study.name, "checkpoints", rid),
                       num_samples=settings.num_samples)
     plan.tune = settings
-    check_tune(plan, settings)
+    try:
+        check_tune(plan, settings)
+    except ConfigError as e:
+        raise _named_source(e, study) from None
     preflight(study, storage, plan, opts)
     return study, storage, plan
+
+
+def _named_source(e: ConfigError, study: Study) -> ConfigError:
+    """The error, naming the study file it comes from."""
+    if not study.source or study.source in str(e):
+        return e
+    return ConfigError(e.field, f"{str(e).split(': ', 1)[-1]} (in {study.source})")
 
 
 def preflight(study: Study, storage: Storage, plan: Plan, opts: RunOptions) -> None:

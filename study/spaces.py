@@ -144,7 +144,9 @@ class Sample:
         name, kind = f.name, kind_of(f)
         nargs, kinds = DISTRIBUTIONS[self.kind]
         if kind not in kinds:
-            raise ConfigError(name, f"{self.describe()}: {name} is a {kind} field; it takes " +
+            what = {"int": "an integer", "float": "a number", "bool": "a true/false",
+                    "str": "a name", "tuple": "a list"}[kind]
+            raise ConfigError(name, f"{self.describe()}: {name} is {what} field; it takes " +
                               ", ".join(k for k, (_, ks) in DISTRIBUTIONS.items() if kind in ks))
         if self.kind == "choice":
             if len(self.args) != 1 or not isinstance(self.args[0], (list, tuple)) or \
@@ -621,8 +623,8 @@ def varying_fields(trials: Sequence[PlannedTrial]) -> list[str]:
         return []
     out = []
     dicts = [t.cfg.to_dict() for t in trials]
-    for name in field_names():
-        vals = {json.dumps(d.get(name), sort_keys=True, default=str) for d in dicts}
+    for name in field_names():   # a method option only among the trials whose method takes it
+        vals = {json.dumps(d[name], sort_keys=True, default=str) for d in dicts if name in d}
         if len(vals) > 1:
             out.append(name)
     return out

@@ -95,6 +95,23 @@ def _check_name(name: str, where: str) -> None:
 
 
 # --- YAML -----------------------------------------------------------------------------------------
+def _yaml_loader():
+    """YAML's safe loader, reading `1e-3` as a number (YAML 1.1 wants `1.0e-3`)."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+        list("-+0123456789"))
+    return Loader
+
+
+_Loader = _yaml_loader()
+
+
 def _load_yaml(path: Path):
     import yaml
 
@@ -102,7 +119,7 @@ def _load_yaml(path: Path):
     from hiddenlab.study.tuning import TuneSettings
 
     try:
-        doc = yaml.safe_load(path.read_text())
+        doc = yaml.load(path.read_text(), Loader=_Loader)
     except yaml.YAMLError as e:
         raise ConfigError("study", f"{path}: not valid YAML: {e}") from None
     where = str(path)

@@ -128,7 +128,8 @@ class TuneSettings:
         if self.search in EXTRAS:
             _need(self.search, "search")
         for name in self.callbacks:
-            _need(name, "callbacks")
+            if name in EXTRAS:
+                _need(name, "callbacks")
         self.make_searcher()
         self.make_scheduler(max_t=100, mutations={"lr": [0.1, 0.2]})
         for name in self.callbacks:
