@@ -68,7 +68,7 @@ def show(study, name: str, storage_uri: str, scale: str | None, seeds: int | Non
     """Progress of the study in the storage against its plan at `scale` (no plan when only the
     storage knows the study), and a table of its finished (or, `every`, all) trials."""
     from hiddenlab.study import export as ex
-    from hiddenlab.study.runner import DONE, _sampled_name
+    from hiddenlab.study.runner import DONE, sampled_prefix
     from hiddenlab.study.spaces import varying_fields
     from hiddenlab.study.storage import Storage
 
@@ -84,7 +84,8 @@ def show(study, name: str, storage_uri: str, scale: str | None, seeds: int | Non
         plan = study.plan(scale, seeds,
                           parent_dir=lambda rid: storage.uri_of(name, "checkpoints", rid))
         planned = {t.run_id: t for t in plan.trials}
-        sampled = {_sampled_name(plan, s): s for s in plan.sampled}
+        # a sampling series' trials: those of its experiments at this scale (any draws)
+        sampled = {sampled_prefix(plan, s): s for s in plan.sampled}
         counts: dict[str, int] = {}
         for rid in planned:
             st = records[rid].status if rid in records else "NOT STARTED"

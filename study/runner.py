@@ -359,9 +359,15 @@ def _experiment_name(plan: Plan, phase_index: int) -> str:
     return f"{plan.scale}-{phase.name}-{phase.digest()}"
 
 
-def _sampled_name(plan: Plan, series: SampledSeries) -> str:
+def sampled_prefix(plan: Plan, series: SampledSeries) -> str:
+    """What every experiment of a sampling series is named with (whatever its draws)."""
     slug = re.sub(r"[^0-9A-Za-z]+", "-", series.label).strip("-").lower() or "series"
-    return f"{plan.scale}-{series.phase}-{slug}-{series.digest()}x{plan.num_samples}"
+    return f"{plan.scale}-{series.phase}-{slug}-"
+
+
+def _sampled_name(plan: Plan, series: SampledSeries) -> str:
+    """The series' experiment for exactly this plan (its grid, distributions, num_samples)."""
+    return f"{sampled_prefix(plan, series)}{series.digest()}x{plan.num_samples}"
 
 
 def _digest(trials: Sequence[PlannedTrial]) -> str:
