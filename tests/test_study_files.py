@@ -262,3 +262,12 @@ def test_python_api_study_plans_like_a_file():
     ])], seeds=[0, 1, 2])
     p = plan(study, scale="paper")
     assert len(p) == 6 and sorted({t.cfg.k for t in p.trials}) == [0.25, 0.5]
+
+
+def test_the_readme_python_example_plans_what_it_says(capsys):
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    block = readme.split("### Python API\n\n```python\n", 1)[1].split("```", 1)[0]
+    code = "\n".join(ln for ln in block.splitlines()
+                     if not ln.startswith(("summary =", "print(summary")))
+    exec(compile(code, "README.md", "exec"), {})
+    assert capsys.readouterr().out.split()[0] == "28"
