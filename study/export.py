@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from hiddenlab.config import TrialConfig, all_fields, field_names, kind_of
+from hiddenlab.study.spaces import trial_fields
 from hiddenlab.study.storage import Storage
 
 RESULTS_FILE = "results.parquet"
@@ -271,7 +272,7 @@ def rows(study: str, records: dict[str, TrialRecord]) -> list[dict[str, Any]]:
         rec = records[rid]
         cfg_fields = {k: v for k, v in rec.config.items() if k in names}
         try:
-            cfg = TrialConfig.from_dict(cfg_fields)
+            cfg = TrialConfig.from_dict(trial_fields(rec.config))
             resolved = {"K_resolved": cfg.num_values, "k_resolved": cfg.keep,
                         "init_resolved": cfg.init, "lr_resolved": cfg.lr}
             cfg_fields = cfg.to_dict()

@@ -70,7 +70,9 @@ def parse_value(name: str, text: str) -> Any:
         if kind == "float":
             return float(s)
     except ValueError:
-        raise ConfigError(name, f"{text!r} is not a valid {kind}") from None
+        hint = " (--set gives every trial one value; for a grid or a distribution write a " \
+            "study file: see the README, \"Your own study\")" if "," in s else ""
+        raise ConfigError(name, f"{text!r} is not a valid {kind}{hint}") from None
     return s
 
 
@@ -604,13 +606,18 @@ def _plain(v: Any) -> Any:
     return list(v) if isinstance(v, tuple) else v
 
 
-def config_from_ray(config: Mapping[str, Any]) -> TrialConfig:
-    """The TrialConfig of a Ray trial config (meta keys and other methods' options dropped);
-    checks the run id."""
+def trial_fields(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The TrialConfig fields of a Ray trial config: meta keys dropped, and the options of other
+    methods (a phase's space has every method's options; a dense trial's `K` is None)."""
     method = METHODS.get(config.get("method", TrialConfig.__dataclass_fields__["method"].default))
     names = {f.name for f in dataclasses.fields(TrialConfig) if f.name != "options"} | \
         set(method.Options.field_names())
-    cfg = TrialConfig.from_dict({k: v for k, v in config.items() if k in names})
+    return {k: v for k, v in config.items() if k in names}
+
+
+def config_from_ray(config: Mapping[str, Any]) -> TrialConfig:
+    """The TrialConfig of a Ray trial config (`trial_fields`); checks the run id."""
+    cfg = TrialConfig.from_dict(trial_fields(config))
     rid = config.get("run_id")
     if rid is not None and rid != cfg.run_id():
         raise ConfigError("run_id", f"config names {rid} but its fields hash to {cfg.run_id()}")

@@ -99,3 +99,12 @@ def test_an_optuna_study_finishes(ray_session, tmp_path):
     assert last.run_id.nunique() == 3 and last.k.between(0.05, 0.95).all()
     assert set(last.init) <= {"kaiming_normal", "signed_constant", "xavier_normal"}
     assert last.experiment.str.contains("edge-popup").all()
+
+
+def test_plan_estimates_from_earlier_results_in_the_storage(asha, capsys):
+    storage = str(asha[0])
+    assert main(["study", "plan", ASHA, "--scale", "smoke", "--storage", storage,
+                 "--set", f"epochs={EPOCHS}", "--no-calibrate"]) == 0
+    out = capsys.readouterr().out
+    assert "total: 8 trials" in out and f"estimate: {8 * EPOCHS} trial-epochs at most" in out
+    assert "cpu:" in out and "earlier epochs (same size)" in out and "measured here" not in out
