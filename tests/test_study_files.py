@@ -271,3 +271,39 @@ def test_the_readme_python_example_plans_what_it_says(capsys):
                      if not ln.startswith(("summary =", "print(summary")))
     exec(compile(code, "README.md", "exec"), {})
     assert capsys.readouterr().out.split()[0] == "28"
+
+
+def test_pbt_checkpoint_takes_the_mutated_optimiser_fields():
+    """A PBT trial continues from another trial's checkpoint with a mutated lr/momentum/decay:
+    the loaded optimiser and schedule must train with the new values, at the same position."""
+    from hiddenlab.config import TrialConfig
+    from hiddenlab.study.reporter import adapt_state
+    from hiddenlab.study.trainer import Trial
+
+    base = dict(method="dense", model="fc", dataset="digits", subset=64, epochs=4,
+                num_workers=0, width_mult=0.25, schedule="cosine", lr=0.1, momentum=0.9)
+    donor_cfg = TrialConfig(**base)
+    donor = Trial(donor_cfg, __import__("torch").device("cpu"))
+    donor.train_epoch(1, False)
+    state = {"config": donor_cfg.to_dict(), "optimizer": donor.optimizer.state_dict(),
+             "scheduler": donor.scheduler.state_dict()}
+    factor = donor.optimizer.param_groups[0]["lr"] / 0.1          # where the cosine is
+    mutated = TrialConfig(**{**base, "lr": 0.25, "momentum": 0.5, "weight_decay": 0.0})
+    adapted = adapt_state(state, mutated)
+    trial = Trial(mutated, __import__("torch").device("cpu"))
+    trial.optimizer.load_state_dict(adapted["optimizer"])
+    trial.scheduler.load_state_dict(adapted["scheduler"])
+    group = trial.optimizer.param_groups[0]
+    assert group["lr"] == pytest.approx(0.25 * factor) and group["momentum"] == 0.5
+    assert group["weight_decay"] == 0.0 and trial.scheduler.base_lrs == [0.25]
+    trial.scheduler.step()
+    assert trial.optimizer.param_groups[0]["lr"] < 0.25 * factor    # the cosine goes on
+    assert adapt_state(adapted, mutated) is adapted                   # nothing to change
+
+
+def test_show_all_lists_the_trials_not_started(capsys, tmp_path):
+    assert main(["study", "show", "ep-fig3", "--scale", "paper", "--all",
+                 "--storage", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "0/240 complete" in out and out.count("NOT STARTED") == 241   # summary + 240 rows
+    assert out.count("edgepopup-conv6-") == 50
