@@ -226,10 +226,10 @@ def estimate(plan, storage, calibrate_here: bool = True, budget_s: float = 60.0,
         here = this_device_kind(uncovered[0].cfg)
         k = kinds.setdefault(here, KindEstimate(here))
         spent = time.time()
+        late: list[str] = []
         for w in uncovered:
             if time.time() - spent > budget_s:
-                notes.append(f"calibration budget ({budget_s:.0f} s) spent: "
-                             f"{w.cfg.method}/{w.cfg.model} not measured")
+                late.append(f"{w.cfg.method}/{w.cfg.model}")
                 continue
             per_epoch = calibrate(w.cfg, threads)
             if per_epoch is None:
@@ -240,6 +240,9 @@ def estimate(plan, storage, calibrate_here: bool = True, budget_s: float = 60.0,
             k.epochs_covered += w.epochs
             k.sources.append(f"{w.cfg.method}/{w.cfg.model}: {per_epoch:.3g} s/epoch "
                              "measured here")
+        if late:
+            notes.append(f"calibration budget ({budget_s:.0f} s) spent; not measured: "
+                         f"{', '.join(sorted(set(late)))} (--calibration-budget)")
     elif uncovered:
         notes.append(f"{sum(w.epochs for w in uncovered)} trial-epochs have no earlier results "
                      "(calibration off)")

@@ -568,7 +568,10 @@ def _fit(run: _Run, name: str, space: dict | None, restorable: bool, total: int,
                 name=name, storage_path=storage.uri_of(study.name, export_mod.TUNE_DIR),
                 storage_filesystem=fs,
                 failure_config=tune.FailureConfig(max_failures=opts.max_failures),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                # PBT restores a trial from another's checkpoint of its last perturbation:
+                # keep them all; otherwise the last two are enough to resume.
+                checkpoint_config=tune.CheckpointConfig(
+                    num_to_keep=None if settings.scheduler == "pbt" else 2),
                 callbacks=callbacks, verbose=1 if opts.verbose >= 2 else 0),
         )
     tuner.fit()

@@ -13,7 +13,8 @@ scheduler=..., num_samples=..., metric=..., mode=..., max_concurrent_trials=...)
 - scheduler: `fifo`, `asha`, `hyperband`, `pbt`, `median` (MedianStoppingRule), with their own
   options (`grace_period`, `reduction_factor`, `max_t`, `perturbation_interval`, ...). Time is
   counted in epochs (`training_iteration`: one report per epoch); `max_t` defaults to the
-  trials' epochs. PBT mutates the sampled fields (`hyperparam_mutations` defaults to them).
+  trials' epochs. PBT mutates the sampled optimiser fields (lr, momentum, weight_decay: what a
+  checkpoint can take over); trials exploit others' checkpoints, so every checkpoint is kept.
 - callbacks: `csv`, `tensorboard` (Ray's own loggers, in each trial's folder), `mlflow` (to a
   local tracking URI, default `<storage>/<study>/mlruns`), `wandb` (offline mode, files under
   `<storage>/<study>/wandb`).
@@ -39,6 +40,9 @@ EXTRAS = {"optuna": ("optuna", "optuna"), "hyperopt": ("hyperopt", "hyperopt"),
           "mlflow": ("mlflow", "mlflow"), "wandb": ("wandb", "wandb"),
           "tensorboard": ("tensorboardX", "tensorboard")}
 TIME_ATTR = "training_iteration"   # one report per epoch
+# What PBT may change in a running trial: the optimiser's numbers, which a checkpoint takes over
+# (`reporter.adapt_state`); a new K, width or init would not fit the network it continues.
+PBT_MUTABLE = ("lr", "momentum", "weight_decay")
 
 
 @dataclass
@@ -175,11 +179,12 @@ class TuneSettings:
         if self.scheduler == "median":
             opts.setdefault("grace_period", 1)
         if self.scheduler == "pbt":
-            if not mutations:
-                raise ConfigError("scheduler", "pbt mutates sampled fields; this series samples "
-                                  "none")
+            mutable = {k: v for k, v in (mutations or {}).items() if k in PBT_MUTABLE}
+            if not mutable:
+                raise ConfigError("scheduler", f"pbt mutates the sampled fields among "
+                                  f"{', '.join(PBT_MUTABLE)}; this series samples none of them")
             opts.setdefault("perturbation_interval", 1)
-            opts["hyperparam_mutations"] = dict(mutations)
+            opts["hyperparam_mutations"] = mutable
         return _build(cls, opts, "scheduler")
 
     def make_callbacks(self, storage, study: str) -> list:

@@ -222,8 +222,8 @@ def test_tune_settings_from_a_file_block_and_flags():
     assert flags.callbacks == ["csv", "mlflow", "tensorboard"]
     pbt = s.merged(scheduler="pbt").make_scheduler(5, {"lr": loguniform(1e-3, 1).tune()})
     assert set(pbt._hyperparam_mutations) == {"lr"}
-    with pytest.raises(ConfigError, match="pbt mutates sampled fields"):
-        s.merged(scheduler="pbt").make_scheduler(5, {})
+    with pytest.raises(ConfigError, match="pbt mutates the sampled fields among lr"):
+        s.merged(scheduler="pbt").make_scheduler(5, {"K": choice([2, 4]).tune()})
 
 
 def test_asha_grace_beyond_the_trials_epochs_is_refused(tmp_path):
