@@ -63,7 +63,7 @@ def work_of(plan) -> list[Work]:
     return list(groups.values())
 
 
-# --- earlier results -------------------------------------------------------------------------------
+# --- earlier results -----------------------------------------------------------------------------
 def earlier_epoch_times(storage) -> "Any":
     """Per-epoch rows (method, model, shape fields, device_kind, epoch_time_s) of every study in
     the storage; None when there are none."""
@@ -168,7 +168,8 @@ def calibrate(cfg, threads: int = 1) -> float | None:
     try:
         stand_in = probe.replace(dataset="synthetic", synthetic_shape=shape,
                                  synthetic_classes=max(int(classes), 2), synthetic_size=size,
-                                 subset=None, val_size=None, eval_batch_size=batch, loader="auto", num_workers=0,
+                                 subset=None, val_size=None, eval_batch_size=batch,
+                                 loader="auto", num_workers=0,
                                  epochs=max(probe.epochs, 2), keep_epochs=())
         trial = Trial(stand_in, resolve_device(stand_in))
         trial.train_epoch(1, False)                       # warm-up

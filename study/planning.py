@@ -21,7 +21,7 @@ def _table(rows: list[dict[str, Any]], sort: list[str]) -> str:
         return df.to_string(index=False)
 
 
-# --- plan ------------------------------------------------------------------------------------------
+# --- plan ----------------------------------------------------------------------------------------
 def print_plan(name: str, opts, calibrate: bool = True, budget_s: float = 60.0,
                limit: int = 50) -> None:
     from hiddenlab.study import estimate
@@ -62,7 +62,7 @@ def print_plan(name: str, opts, calibrate: bool = True, budget_s: float = 60.0,
     print("\n".join(estimate.lines(total, kinds, notes, opts, stops)))
 
 
-# --- show ------------------------------------------------------------------------------------------
+# --- show ----------------------------------------------------------------------------------------
 def show(study, name: str, storage_uri: str, scale: str | None, seeds: int | None,
          every: bool) -> int:
     """Progress of the study in the storage against its plan at `scale` (no plan when only the

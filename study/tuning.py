@@ -108,7 +108,7 @@ class TuneSettings:
     def samples_by_model(self) -> bool:
         return self.search in ("optuna", "hyperopt")
 
-    # --- validation --------------------------------------------------------------------------------
+    # --- validation ------------------------------------------------------------------------------
     def validate(self) -> "TuneSettings":
         n = self.num_samples
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
@@ -277,8 +277,9 @@ def _build(cls, opts: Mapping[str, Any], where: str):
     try:
         return cls(**opts)
     except (AssertionError, TypeError, ValueError) as e:
-        raise ConfigError(where, f"{cls.__name__}({', '.join(f'{k}={v!r}' for k, v in opts.items())})"
-                          f" refused: {e or type(e).__name__}") from None
+        args = ", ".join(f"{k}={v!r}" for k, v in opts.items())
+        raise ConfigError(where, f"{cls.__name__}({args}) refused: {e or type(e).__name__}") \
+            from None
 
 
 def _file_uri(path: str) -> str:

@@ -150,7 +150,7 @@ def test_a_python_study_file_needs_a_study(tmp_path):
                             base=BASE.replace("name: t", "name: ep-fig3"))))
 
 
-# --- distributions: what we validate is what Tune draws ---------------------------------------------
+# --- distributions: what we validate is what Tune draws ------------------------------------------
 @pytest.mark.parametrize("name, dist", [
     ("lr", Sample("loguniform", (1e-3, 10.0))), ("k", Sample("uniform", (0.05, 0.95))),
     ("weight_decay", Sample("quniform", (0.0, 1e-3, 1e-4))), ("K", Sample("randint", (2, 9))),
@@ -207,7 +207,7 @@ def test_model_based_searchers_propose_the_asked_number_of_points(search):
     assert len({pt["k"] for pt in points}) == 6
 
 
-# --- Tune settings ------------------------------------------------------------------------------------
+# --- Tune settings -------------------------------------------------------------------------------
 def test_tune_settings_from_a_file_block_and_flags():
     s = TuneSettings.from_mapping({
         "num_samples": 4, "search": {"name": "optuna", "seed": 3},
@@ -236,7 +236,7 @@ def test_asha_grace_beyond_the_trials_epochs_is_refused(tmp_path):
     assert e.value.field == "scheduler" and "grace_period" in str(e.value)
 
 
-# --- study plan --------------------------------------------------------------------------------------
+# --- study plan ----------------------------------------------------------------------------------
 def test_plan_lists_trials_counts_and_an_estimate(capsys, tmp_path):
     assert main(["study", "plan", "ep-fig3", "--scale", "paper", "--no-calibrate",
                  "--storage", str(tmp_path), "--limit", "0"]) == 0
