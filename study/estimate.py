@@ -290,6 +290,9 @@ def lines(total: int, kinds: Iterable[KindEstimate], notes: list[str], opts,
             out.append(f"      ... and {len(k.sources) - 8} more")
     if not list(kinds):
         out.append("  no estimate: no earlier results and nothing measurable here")
+    else:
+        out.append("  (epochs only: Ray's start-up and each trial's set-up, a few seconds each "
+                   "on a small machine, come on top)")
     for n in notes:
         out.append(f"  note: {n}")
     return out
