@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import inspect
+import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -194,11 +195,17 @@ class TuneSettings:
         for name in self.callbacks:
             opts = dict(self.callback_options.get(name, {}))
             if name == "mlflow":
-                opts.setdefault("tracking_uri", _file_uri(storage.uri_of(study, "mlruns")))
+                if "tracking_uri" not in opts:
+                    # A local folder beside the results: MLflow 3 asks for an explicit opt-in
+                    # to its file store (the database store needs a server-side install).
+                    opts["tracking_uri"] = _file_uri(storage.uri_of(study, "mlruns"))
+                    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
                 opts.setdefault("experiment_name", study)
             elif name == "wandb":
                 opts.setdefault("project", study)
                 opts.setdefault("mode", "offline")
+                if opts["mode"] == "offline":   # Ray asks for an API key unless this says so
+                    os.environ.setdefault("WANDB_MODE", "offline")
                 opts.setdefault("dir", storage.uri_of(study))
                 storage.makedirs(study)
             out.append(_build(_callback_class(name), opts, f"callbacks.{name}"))
