@@ -51,7 +51,7 @@ def phrase(x, y, xname: str, tol: float, unit: str = "%", xunit: str = "") -> st
     kind = s["shape"]
     if kind == "empty":
         return "no points"
-    (x0, y0), (x1, y1) = s["first"], s["last"]
+    (_, y0), (_, y1) = s["first"], s["last"]
     if kind == "flat":
         return f"flat in {xname} ({min(y0, y1):.1f}–{max(y0, y1, s['best_y']):.1f}{unit})"
     if kind == "falls":

@@ -10,6 +10,12 @@ Every experiment under `<storage>/<study>/tune/` is read; a run id found in seve
 more seeds, a retried trial) keeps its best record (completed first, then the most epochs, then the
 newest). Epoch rows are de-duplicated (a trial restored from an older checkpoint reports some
 epochs again: the last report wins), so the export is idempotent and exact after any failure.
+
+Status: Ray's own (`TERMINATED`, `ERROR`, `RUNNING`, `PENDING`, `PAUSED`), except that a trial a
+scheduler (ASHA, HyperBand, median stopping, PBT) ended before its last epoch is `STOPPED`: Ray
+calls it TERMINATED and marks its last result done, but it has no test accuracy; its rows keep
+`done` false and `stopped_epoch` says where it ended. A sampled trial's fields are the resolved
+TrialConfig its results carry (`trial_config`), its run id the one it reported.
 """
 
 from __future__ import annotations
@@ -44,10 +50,11 @@ _RAY_KEYS = {"timestamp", "checkpoint_dir_name", "training_iteration", "trial_id
              "time_this_iter_s", "time_total_s", "pid", "hostname", "node_ip", "config",
              "time_since_restore", "iterations_since_restore", "experiment_tag",
              "should_checkpoint", "run_id", "node_id", "fatal", "diverged", "error",
-             "experiment_id", "wall_time_s"}
+             "experiment_id", "wall_time_s", "trial_config", "device_kind"}
 META = ["scale", "phase", "series", "parent_run_id", "experiment", "trial_id", "node_id",
         "num_failures"]
-STATUS_ORDER = ("TERMINATED", "ERROR", "RUNNING", "PAUSED", "PENDING")
+STATUS_ORDER = ("TERMINATED", "STOPPED", "ERROR", "RUNNING", "PAUSED", "PENDING")
+STOPPED = "STOPPED"
 
 
 @dataclass
@@ -71,8 +78,13 @@ class TrialRecord:
 
     @property
     def finished(self) -> bool:
-        """Nothing more to run: completed, or failed for a reason a re-run would repeat."""
-        return self.status == "TERMINATED" or (self.status == "ERROR" and self.fatal)
+        """Nothing more to run: completed, stopped early by the scheduler, or failed for a
+        reason a re-run would repeat."""
+        return self.status in ("TERMINATED", STOPPED) or (self.status == "ERROR" and self.fatal)
+
+    @property
+    def stopped_epoch(self) -> int | None:
+        return self.epochs if self.status == STOPPED else None
 
 
 # --- reading Ray Tune experiments ----------------------------------------------------------------
@@ -131,11 +143,9 @@ def read_experiment(storage: Storage, study: str, name: str) -> list[TrialRecord
     records = []
     for trial in analysis.trials:
         config = dict(trial.config)
-        run_id = config.get("run_id")
-        if not run_id:
-            continue
         trial_path = trial.path or posixpath.join(exp_path, trial.storage.trial_dir_name)
         raw = _read_results(storage, trial_path)
+        run_id = _identify(config, raw, trial.trial_id)
         epochs: dict[int, dict] = {}
         fatal, error = False, None
         last_seen = 0.0
@@ -150,6 +160,8 @@ def read_experiment(storage: Storage, study: str, name: str) -> list[TrialRecord
         status = str(trial.status)
         if fatal:
             status = "ERROR"  # the experiment snapshot may predate the failure
+        elif status == "TERMINATED" and _stopped_early(config, [epochs[e] for e in epochs]):
+            status = STOPPED
         if status == "ERROR" and not error:
             fname = meta.error_filename or "error.txt"
             try:
@@ -163,6 +175,40 @@ def read_experiment(storage: Storage, study: str, name: str) -> list[TrialRecord
             trial_id=trial.trial_id, num_failures=int(meta.num_failures or 0), error=error,
             fatal=fatal, results=[epochs[e] for e in sorted(epochs)], last_seen=last_seen))
     return records
+
+
+def _identify(config: dict[str, Any], raw: list[dict[str, Any]], trial_id: str) -> str:
+    """The trial's run id: its config's (grid trials), else the one it reported (sampled
+    trials, whose resolved fields are merged into `config`), else one computed from the config
+    (a sampled trial that never reported), else a placeholder naming the Ray trial."""
+    if config.get("run_id"):
+        return config["run_id"]
+    for r in reversed(raw):
+        if r.get("trial_config"):
+            config.update(json.loads(r["trial_config"]))
+            break
+    for r in reversed(raw):
+        if r.get("run_id"):
+            config["run_id"] = r["run_id"]
+            return r["run_id"]
+    try:
+        from hiddenlab.study.spaces import config_from_ray
+
+        config["run_id"] = config_from_ray(config).run_id()
+    except Exception:   # e.g. a field its derive would have set: unknown until it runs
+        config["run_id"] = f"unstarted-{trial_id}"
+    return config["run_id"]
+
+
+def _stopped_early(config: dict[str, Any], rows: list[dict[str, Any]]) -> bool:
+    """Ended by the scheduler: epochs reported, but not the last one with its test accuracy."""
+    if not rows:
+        return False
+    if any(r.get("test_acc") is not None for r in rows):
+        return False
+    epochs = config.get("epochs")
+    last = max(int(r["epoch"]) for r in rows)
+    return not isinstance(epochs, int) or last < epochs
 
 
 def _quiet(fn):
@@ -199,7 +245,7 @@ def _rank(rec: TrialRecord) -> tuple:
 def finished_run_ids(storage: Storage, study: str, retry_errored: bool = False) -> set[str]:
     recs = collect(storage, study)
     return {rid for rid, r in recs.items()
-            if r.status == "TERMINATED" or (r.finished and not retry_errored)}
+            if r.status in ("TERMINATED", STOPPED) or (r.finished and not retry_errored)}
 
 
 # --- the table -----------------------------------------------------------------------------------
@@ -238,7 +284,7 @@ def rows(study: str, records: dict[str, TrialRecord]) -> list[dict[str, Any]]:
                 "series": rec.config.get("series"),
                 "parent_run_id": rec.config.get("parent_run_id"),
                 "experiment": rec.experiment, "trial_id": rec.trial_id,
-                "num_failures": rec.num_failures}
+                "num_failures": rec.num_failures, "stopped_epoch": rec.stopped_epoch}
         if not rec.results:
             out.append({**base, "epoch": None})
             continue
@@ -253,6 +299,9 @@ def rows(study: str, records: dict[str, TrialRecord]) -> list[dict[str, Any]]:
             row["wall_time_s"] = r.get("wall_time_s")
             row["hostname"] = r.get("hostname")
             row["node_id"] = r.get("node_id")
+            row["device_kind"] = r.get("device_kind")
+            if rec.status == STOPPED:   # Ray marks the result it stopped on as done
+                row["done"] = False
             out.append(row)
     return out
 
@@ -268,7 +317,8 @@ def table(study: str, records: dict[str, TrialRecord]) -> pa.Table:
         ("wall_time_s", pa.float64()), ("hostname", pa.string()),
         ("scale", pa.string()), ("phase", pa.string()), ("series", pa.string()),
         ("parent_run_id", pa.string()), ("experiment", pa.string()), ("trial_id", pa.string()),
-        ("node_id", pa.string()), ("num_failures", pa.int64()),
+        ("node_id", pa.string()), ("num_failures", pa.int64()), ("stopped_epoch", pa.int64()),
+        ("device_kind", pa.string()),
     ]
     known = {n for n, _ in schema_fields}
     extra = sorted({k for row in data for k in row} - known)

@@ -1,7 +1,10 @@
-"""Named studies: one per figure/table of figures.md (plus `quickstart`), each at two scales.
+"""Studies: the built-in ones (one per figure/table of the papers, plus `quickstart`) and the
+user's own (a YAML or Python study file, `hiddenlab.study.studyfile`), each at two scales.
 
-A study module in `hiddenlab.study.studies` defines `STUDY = Study(...)`; `STUDIES` finds them
+A study module in `hiddenlab.study.studies` defines `STUDY = Study(...)`; `studies()` finds them
 all. `Study.plan(scale, seeds, overrides, parent_dir)` expands and validates every trial.
+`get_study(name_or_path, storage)` finds a built-in study by name, a study file by path, or a
+study run before from a file by its name (its file is kept in the storage).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from hiddenlab.config import ConfigError
 from hiddenlab.study.spaces import SCALES, Phase, Plan, expand
+from hiddenlab.study.tuning import TuneSettings
 
 # Figures/tables that need no trials or read the trials of any study.
 NO_TRIALS = {
@@ -29,35 +33,65 @@ ORDER = ["quickstart", "real-data", "ep-fig3", "ep-fig4", "ep-fig5", "ep-fig6", 
 
 @dataclass
 class Study:
-    name: str
-    title: str
-    feeds: tuple[str, ...]
-    phases: Callable[[str], list[Phase]]          # scale -> phases
-    default_scale: str = "smoke"
-    seeds: Mapping[str, int] = field(default_factory=lambda: {"smoke": 1, "paper": 5})
-    notes: str = ""
+    """A study: `phases` (a list, or scale -> list), the Ray Tune settings (`tune`), the seeds
+    per scale (an int for both scales is fine), and for the smoke scale `smoke`: fields set in
+    every trial (e.g. `{"epochs": 1, "subset": 256}`). `source` is the study file, if any."""
 
-    def default_seeds(self, scale: str) -> int:
-        return int(self.seeds[scale])
+    name: str
+    title: str = ""
+    feeds: tuple[str, ...] = ()
+    phases: Callable[[str], list[Phase]] | Sequence[Phase] = ()
+    default_scale: str = "smoke"
+    seeds: Mapping[str, int] | int | Sequence[int] = field(
+        default_factory=lambda: {"smoke": 1, "paper": 5})
+    notes: str = ""
+    tune: TuneSettings = field(default_factory=TuneSettings)
+    smoke: Mapping[str, Any] = field(default_factory=dict)
+    source: str | None = None
+
+    @property
+    def builtin(self) -> bool:
+        """One of hiddenlab's own studies (not a study file, not one built in a script)."""
+        return self.source is None and studies().get(self.name) is self
+
+    def default_seeds(self, scale: str) -> list[int]:
+        seeds = self.seeds
+        if isinstance(seeds, Mapping):
+            seeds = seeds[scale]
+        if isinstance(seeds, int) and not isinstance(seeds, bool):
+            return list(range(seeds))
+        return list(seeds)
+
+    def phases_at(self, scale: str) -> list[Phase]:
+        phases = self.phases(scale) if callable(self.phases) else list(self.phases)
+        if not phases:
+            raise ConfigError("phases", f"study {self.name} has no series")
+        return phases
 
     def plan(self, scale: str | None = None, seeds: int | Sequence[int] | None = None,
              overrides: Mapping[str, Any] | None = None,
-             parent_dir: Callable[[str], str] | None = None) -> Plan:
+             parent_dir: Callable[[str], str] | None = None,
+             num_samples: int | None = None) -> Plan:
         scale = scale or self.default_scale
         if scale not in SCALES:
             raise ConfigError("scale", f"{scale!r} is not one of {', '.join(SCALES)}")
         if seeds is None:
-            seed_list = list(range(self.default_seeds(scale)))
+            seed_list = self.default_seeds(scale)
         elif isinstance(seeds, int) and not isinstance(seeds, bool):
             if seeds < 1:
                 raise ConfigError("seeds", f"{seeds} must be >= 1")
             seed_list = list(range(seeds))
         else:
             seed_list = list(seeds)
-            if not seed_list or not all(isinstance(s, int) and s >= 0 for s in seed_list):
-                raise ConfigError("seeds", f"{seeds!r} is not a non-empty list of seeds >= 0")
+        if not seed_list or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
+                                    for s in seed_list):
+            raise ConfigError("seeds", f"{seeds!r} is not a non-empty list of seeds >= 0")
         kw = {} if parent_dir is None else {"parent_dir": parent_dir}
-        return expand(self.name, self.phases(scale), scale, seed_list, overrides, **kw)
+        merged = dict(self.smoke) if scale == "smoke" else {}
+        merged.update(overrides or {})
+        return expand(self.name, self.phases_at(scale), scale, seed_list, merged,
+                      num_samples=num_samples or self.tune.num_samples, source=self.source,
+                      **kw)
 
     def count(self, scale: str) -> int:
         return len(self.plan(scale))
@@ -90,9 +124,21 @@ def studies() -> dict[str, Study]:
     return _STUDIES
 
 
-def get_study(name: str) -> Study:
+def get_study(name: str, storage: str | None = None) -> Study:
+    """A built-in study by name, a study file (.yaml/.yml/.py) by path, or a study run before
+    from a file, by its name, from the copy of its file kept in `storage`."""
+    from hiddenlab.study import studyfile
+
+    if studyfile.is_study_file(name):
+        return studyfile.load(name)
     all_ = studies()
-    if name not in all_:
-        hint = f" ({NO_TRIALS[name]})" if name in NO_TRIALS else ""
-        raise ConfigError("study", f"{name!r} is not a study{hint}; studies: {', '.join(all_)}")
-    return all_[name]
+    if name in all_:
+        return all_[name]
+    kept = studyfile.kept_file(storage, name) if storage else None
+    if kept is not None:
+        return studyfile.load(kept, name=name)
+    hint = f" ({NO_TRIALS[name]})" if name in NO_TRIALS else ""
+    where = f" or in {storage}" if storage else ""
+    raise ConfigError("study", f"{name!r} is not a study{hint}: not a built-in study, not a "
+                      f"study file (PATH.yaml, PATH.py){where}; built-in studies: "
+                      f"{', '.join(all_)}")

@@ -11,6 +11,13 @@ A trial whose loss goes NaN/inf (TrialDiverged), or that a retry cannot fix (Con
 missing finetune parent), reports one last result with `fatal: True` and the reason, checkpoints a
 marker, and fails: the study callback stops Tune from retrying it, and should a retry still
 happen the marker makes it fail again at once.
+
+A trial of a sampling series gets its fields from Tune's draw: its run id is computed here from
+the resolved TrialConfig (after the series' `derive`), and every result carries that config
+(`trial_config`), which the export reads back. A trial a scheduler stops early simply gets no
+more epochs: its last result has no test accuracy (the export marks it STOPPED). Under PBT a trial
+may continue from another trial's checkpoint with mutated fields: the optimiser state is adapted
+to the new learning rate, momentum and weight decay (`adapt_state`).
 """
 
 from __future__ import annotations
@@ -47,7 +54,8 @@ class TuneReporter:
     progress = False
 
     def __init__(self, cfg, run_id: str, storage_uri: str | None = None,
-                 study: str | None = None, threads: int | None = None):
+                 study: str | None = None, threads: int | None = None,
+                 metric: str = "val_acc", with_config: bool = False):
         from hiddenlab.study.storage import Storage
 
         self.cfg = cfg
@@ -58,6 +66,9 @@ class TuneReporter:
         self.keep_epochs = set(cfg.keep_epochs)
         self.started = time.time()
         self.reports = 0
+        self.metric = metric      # a fatal result carries it (NaN): Tune checks every result
+        self.trial_config = json.dumps(cfg.to_dict(), sort_keys=True) if with_config else None
+        self.device_kind = device_kind(cfg)
 
     # --- Reporter protocol --------------------------------------------------------------------
     def load_state(self) -> dict | None:
@@ -81,7 +92,8 @@ class TuneReporter:
             path = os.path.join(d, STATE_FILE)
             if not os.path.exists(path):
                 return None
-            return torch.load(path, map_location="cpu", weights_only=False)
+            return adapt_state(torch.load(path, map_location="cpu", weights_only=False),
+                               self.cfg)
 
     def report(self, metrics: dict, state: dict | None = None,
                artifacts: dict | None = None) -> None:
@@ -115,7 +127,10 @@ class TuneReporter:
 
         out = {"fatal": True, "diverged": isinstance(error, TrialDiverged),
                "error": f"{type(error).__name__}: {error}", "run_id": self.run_id,
-               "hostname": socket.gethostname(), "node_id": _node_id()}
+               "hostname": socket.gethostname(), "node_id": _node_id(),
+               self.metric: math.nan}
+        if self.trial_config is not None:
+            out["trial_config"] = self.trial_config
         with tempfile.TemporaryDirectory(prefix="hiddenlab-ckpt-") as d:
             with open(os.path.join(d, MARKER_FILE), "w") as f:
                 json.dump({"run_id": self.run_id, "fatal": True, "error": out["error"]}, f)
@@ -128,6 +143,9 @@ class TuneReporter:
         out["run_id"] = self.run_id
         out["hostname"] = socket.gethostname()
         out["node_id"] = _node_id()
+        out["device_kind"] = self.device_kind
+        if self.trial_config is not None:
+            out["trial_config"] = self.trial_config
         self.reports += 1
         return out
 
@@ -147,17 +165,94 @@ def _node_id() -> str | None:
         return None
 
 
-def make_trainable(storage_uri: str, study: str, cpus_per_trial: float = 1.0):
-    """The Ray Tune function trainable: one hiddenlab trial from a Tune config."""
+def device_kind(cfg) -> str:
+    """What the trial trains on, for cost estimates: `cpu` or the CUDA device's name."""
+    from hiddenlab.study.trainer import resolve_device
+
+    try:
+        device = resolve_device(cfg)
+    except Exception:   # the trial itself reports the problem
+        return "unknown"
+    if device.type == "cuda":
+        import torch
+
+        return f"cuda {torch.cuda.get_device_name(device)}"
+    return device.type
+
+
+def adapt_state(state: dict, cfg) -> dict:
+    """A checkpoint taken under other optimiser fields (PBT: another trial's, then mutated) set
+    to `cfg`'s learning rate, momentum and weight decay; the schedule's position is kept."""
+    saved = state.get("config") or {}
+    old_lr, new_lr = saved.get("lr"), cfg.lr
+    changed = [k for k in ("lr", "momentum", "weight_decay") if saved.get(k) != getattr(cfg, k)]
+    if not changed or not old_lr:
+        return state
+    ratio = new_lr / old_lr
+    for group in state["optimizer"]["param_groups"]:
+        group["lr"] *= ratio
+        if "initial_lr" in group:
+            group["initial_lr"] = new_lr
+        group["weight_decay"] = cfg.weight_decay
+        if "betas" in group:
+            group["betas"] = (cfg.momentum, group["betas"][1])
+        elif "momentum" in group:
+            group["momentum"] = cfg.momentum
+    sched = state.get("scheduler") or {}
+    if "base_lrs" in sched:
+        sched["base_lrs"] = [new_lr for _ in sched["base_lrs"]]
+    if "_last_lr" in sched:
+        sched["_last_lr"] = [lr * ratio for lr in sched["_last_lr"]]
+    state["config"] = cfg.to_dict()
+    return state
+
+
+def plain_point(point: dict) -> dict:
+    """A Tune-drawn config as TrialConfig takes it: numpy scalars (Tune's integer draws) as
+    Python numbers, and integer fields that PBT scaled by 0.8/1.2 rounded back to integers."""
+    from hiddenlab.config import all_fields, kind_of
+
+    fields = all_fields()
+    out = {}
+    for k, v in point.items():
+        if hasattr(v, "item") and not isinstance(v, (list, tuple, dict, str)):
+            v = v.item()
+        f = fields.get(k)
+        if f is not None and kind_of(f) == "int" and isinstance(v, float) and v == v:
+            v = int(round(v))
+        out[k] = v
+    return out
+
+
+def make_trainable(storage_uri: str, study: str, cpus_per_trial: float = 1.0,
+                   metric: str = "val_acc", derives: dict | None = None):
+    """The Ray Tune function trainable: one hiddenlab trial from a Tune config. A config without
+    a run id is a sampled one: its series' `derive` (from `derives`, by series label) runs on the
+    drawn fields, and the run id is computed from the resulting TrialConfig."""
+    derives = dict(derives or {})
 
     def hiddenlab_trial(config: dict) -> None:
         from hiddenlab.config import ConfigError
         from hiddenlab.study.spaces import config_from_ray
         from hiddenlab.study.trainer import TrialDiverged, run_trial
 
-        cfg = config_from_ray(config)
+        sampled = not config.get("run_id")
+        point = dict(config)
+        if sampled:
+            point = plain_point(point)
+            derive = derives.get(config.get("series"))
+            if derive is not None:
+                point.update(derive(dict(point)))
+        try:
+            cfg = config_from_ray(point)
+        except ConfigError as e:           # a draw or mutation outside the field's range
+            from ray import tune
+
+            tune.report({"fatal": True, "error": f"ConfigError: {e}", metric: math.nan})
+            raise
         reporter = TuneReporter(cfg, config.get("run_id") or cfg.run_id(), storage_uri, study,
-                                threads=max(1, int(math.floor(cpus_per_trial))))
+                                threads=max(1, int(math.floor(cpus_per_trial))),
+                                metric=metric, with_config=sampled)
         try:
             run_trial(cfg, reporter)
         except (TrialDiverged, ConfigError) as e:  # deterministic: retrying cannot help
@@ -165,4 +260,3 @@ def make_trainable(storage_uri: str, study: str, cpus_per_trial: float = 1.0):
             raise
 
     return hiddenlab_trial
-

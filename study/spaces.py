@@ -3,14 +3,20 @@
 A study is a list of *phases* (run one after the other: the finetune trials of Slot Machines
 need their parents first); a phase is a list of *series* (one line or bar of a figure); a series
 is a grid over TrialConfig fields: `fixed` values, `axes` (field -> list of values, crossed),
-the seeds, and optionally `derive` (fields computed from the others, e.g. Fig 5's k from the
-width) and `where` (drop points, e.g. k > 1). `ChildSeries` makes finetune trials from the
-trials of an earlier phase.
+the seeds, `sample` (fields drawn by Ray Tune: `loguniform(1e-3, 1)`, `choice([...])`, ...),
+and optionally `derive` (fields computed from the others, e.g. Fig 5's k from the width) and
+`where` (drop points, e.g. k > 1). `ChildSeries` makes finetune trials from the trials of an
+earlier phase.
 
-Every point becomes a `TrialConfig` here, so a bad value is refused (ConfigError names the field)
-before Ray is involved. The Ray Tune `param_space` is then one `tune.grid_search` over the run
-ids, every TrialConfig field a key of the trial's config (constants as plain values, varying
-fields looked up by run id), so Ray's own tables show every field.
+Every grid point becomes a `TrialConfig` here, so a bad value is refused (ConfigError names the
+field) before Ray is involved. A series without sampled fields is planned trial by trial: its
+Ray Tune `param_space` is one `tune.grid_search` over the run ids, every TrialConfig field a key
+of the trial's config (constants as plain values, varying fields looked up by run id), so Ray's
+own tables show every field. A series that samples is a `SampledSeries`: its points are unknown
+before Tune draws them, so its distributions are validated instead (bounds and choices checked
+against the field's range, and TrialConfigs built at the bounds and at a few draws), and its
+`param_space` holds the fields themselves (constants, `tune.grid_search` per grid axis and for the
+seeds, a Tune distribution per sampled field); the run id is computed inside the trial.
 """
 
 from __future__ import annotations
@@ -19,10 +25,13 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import math
+import random
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from hiddenlab.config import METHODS, ConfigError, TrialConfig, all_fields, field_names, kind_of
+from hiddenlab.config import (METHODS, ConfigError, TrialConfig, all_fields, check_value,
+                              field_names, kind_of)
 
 Point = dict[str, Any]
 SCALES = ("smoke", "paper")
@@ -61,7 +70,9 @@ def parse_value(name: str, text: str) -> Any:
         if kind == "float":
             return float(s)
     except ValueError:
-        raise ConfigError(name, f"{text!r} is not a valid {kind}") from None
+        hint = " (--set gives every trial one value; for a grid or a distribution write a " \
+            "study file: see the README, \"Your own study\")" if "," in s else ""
+        raise ConfigError(name, f"{text!r} is not a valid {kind}{hint}") from None
     return s
 
 
@@ -96,10 +107,150 @@ def applicable(overrides: Point, method: str | None) -> Point:
     return {k: v for k, v in overrides.items() if k in shared or k in taken}
 
 
+# --- sampled fields (Ray Tune distributions) ------------------------------------------------------
+# name -> (number of numeric arguments, field kinds it can draw). randint/lograndint/qrandint
+# follow Tune: the upper bound is excluded. `choice` takes a list of values of any kind.
+DISTRIBUTIONS: dict[str, tuple[int, tuple[str, ...]]] = {
+    "uniform": (2, ("float",)), "loguniform": (2, ("float",)),
+    "quniform": (3, ("float",)), "qloguniform": (3, ("float",)),
+    "randint": (2, ("int", "float")), "lograndint": (2, ("int", "float")),
+    "qrandint": (3, ("int", "float")), "choice": (0, ("int", "float", "bool", "str", "tuple")),
+}
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A TrialConfig field drawn by Ray Tune: `Sample("loguniform", (1e-3, 1.0))`,
+    `Sample("choice", ([2, 4, 8],))`. `check(field)` refuses a distribution the field cannot
+    take (kind, bounds outside its range) before anything runs."""
+
+    kind: str
+    args: tuple
+
+    def __post_init__(self):
+        if self.kind not in DISTRIBUTIONS:
+            raise ConfigError("sample", f"{self.kind!r} is not a distribution; known: "
+                              f"{', '.join(DISTRIBUTIONS)}")
+
+    @property
+    def values(self) -> list:
+        return list(self.args[0]) if self.kind == "choice" else []
+
+    def describe(self) -> str:
+        if self.kind == "choice":
+            return f"choice({self.values})"
+        return f"{self.kind}({', '.join(f'{a:g}' for a in self.args)})"
+
+    def check(self, f: dataclasses.Field) -> None:
+        """Arguments well formed, the field's kind drawable, every bound inside its range."""
+        name, kind = f.name, kind_of(f)
+        nargs, kinds = DISTRIBUTIONS[self.kind]
+        if kind not in kinds:
+            what = {"int": "an integer", "float": "a number", "bool": "a true/false",
+                    "str": "a name", "tuple": "a list"}[kind]
+            raise ConfigError(name, f"{self.describe()}: {name} is {what} field; it takes " +
+                              ", ".join(k for k, (_, ks) in DISTRIBUTIONS.items() if kind in ks))
+        if self.kind == "choice":
+            if len(self.args) != 1 or not isinstance(self.args[0], (list, tuple)) or \
+                    not self.args[0]:
+                raise ConfigError(name, "choice takes a non-empty list of values")
+            for v in self.values:
+                check_value(f, v)
+            return
+        if len(self.args) != nargs or not all(_is_number(a) for a in self.args):
+            raise ConfigError(name, f"{self.kind} takes {nargs} numbers "
+                              f"({'lower, upper' + (', q' if nargs == 3 else '')}), got "
+                              f"{list(self.args)!r}")
+        lo, hi = self.args[0], self.args[1]
+        if not lo < hi:
+            raise ConfigError(name, f"{self.describe()}: the lower bound must be below the upper")
+        if self.kind.startswith("log") or self.kind == "qloguniform":
+            if lo <= 0:
+                raise ConfigError(name, f"{self.describe()}: a log scale needs bounds > 0")
+        if nargs == 3 and self.args[2] <= 0:
+            raise ConfigError(name, f"{self.describe()}: q must be > 0")
+        if self.kind.endswith("int") and not all(float(a).is_integer() for a in self.args):
+            raise ConfigError(name, f"{self.describe()}: integer bounds expected")
+        for v in self.corners():
+            check_value(f, v)
+
+    def corners(self) -> list:
+        """The extreme values a draw can take (every choice)."""
+        if self.kind == "choice":
+            return self.values
+        lo, hi = self.args[0], self.args[1]
+        if self.kind.endswith("int"):
+            top = int(hi) - 1
+            if self.kind == "qrandint":
+                q = int(self.args[2])
+                return [int(round(lo / q) * q), int(top // q * q) if top // q * q >= lo else
+                        int(round(lo / q) * q)]
+            return [int(lo), top]
+        if len(self.args) == 3:
+            q = self.args[2]
+            return [max(lo, round(lo / q) * q), min(hi, round(hi / q) * q)]
+        return [float(lo), float(hi)]
+
+    def draw(self, rng: random.Random) -> Any:
+        """One value as Tune would draw it (for validation before Ray)."""
+        if self.kind == "choice":
+            return rng.choice(self.values)
+        lo, hi = self.args[0], self.args[1]
+        if self.kind.endswith("int"):
+            if self.kind == "lograndint":
+                return min(int(hi) - 1, int(math.exp(rng.uniform(math.log(lo), math.log(hi)))))
+            v = rng.randrange(int(lo), int(hi))
+            if self.kind == "randint":
+                return v
+            first, last = self.corners()
+            return min(max(int(round(v / self.args[2]) * self.args[2]), first), last)
+        x = math.exp(rng.uniform(math.log(lo), math.log(hi))) if "log" in self.kind \
+            else rng.uniform(lo, hi)
+        if len(self.args) == 3:
+            x = min(max(round(x / self.args[2]) * self.args[2], self.corners()[0]),
+                    self.corners()[1])
+        return x
+
+    def tune(self):
+        """The Ray Tune search-space object."""
+        from ray import tune
+
+        if self.kind == "choice":
+            return tune.choice([list(v) if isinstance(v, tuple) else v for v in self.values])
+        fn = getattr(tune, self.kind)
+        return fn(*[int(a) if self.kind.endswith("int") else a for a in self.args])
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def uniform(lower: float, upper: float) -> Sample:
+    return Sample("uniform", (lower, upper))
+
+
+def loguniform(lower: float, upper: float) -> Sample:
+    return Sample("loguniform", (lower, upper))
+
+
+def quniform(lower: float, upper: float, q: float) -> Sample:
+    return Sample("quniform", (lower, upper, q))
+
+
+def randint(lower: int, upper: int) -> Sample:
+    """An integer in [lower, upper): the upper bound is excluded, as in Ray Tune."""
+    return Sample("randint", (lower, upper))
+
+
+def choice(values: Sequence[Any]) -> Sample:
+    return Sample("choice", (list(values),))
+
+
 # --- series ------------------------------------------------------------------------------------
 @dataclass
 class Series:
-    """One line/bar of a figure: `fixed` fields x the product of `axes` x the seeds."""
+    """One line/bar of a figure: `fixed` fields x the product of `axes` x the seeds, and, where
+    `sample` names fields (field -> `Sample`), `num_samples` Ray Tune draws per grid point."""
 
     label: str
     fixed: Mapping[str, Any] = field(default_factory=dict)
@@ -107,10 +258,27 @@ class Series:
     derive: Callable[[Point], Point] | None = None
     where: Callable[[Point], bool] | None = None
     seeded: bool = True
+    sample: Mapping[str, Sample] = field(default_factory=dict)
+
+    def check_names(self) -> None:
+        for name in list(self.fixed) + list(self.axes) + list(self.sample):
+            _field(name)
+        for name, dist in self.sample.items():
+            if not isinstance(dist, Sample):
+                raise ConfigError(name, f"series {self.label!r}: {dist!r} is not a "
+                                  "distribution (loguniform, uniform, quniform, randint, choice)")
+            if name in self.fixed or name in self.axes:
+                raise ConfigError(name, f"series {self.label!r} both fixes and samples it")
+            if name == "seed":
+                raise ConfigError(name, "seeds are a grid (`seeds`), not sampled")
+        if self.sample and self.where is not None:
+            raise ConfigError("where", f"series {self.label!r} samples fields: it cannot drop "
+                              "points (`where`) Tune draws later")
 
     def points(self, seeds: Sequence[int], overrides: Point) -> list[Point]:
-        for name in list(self.fixed) + list(self.axes):
-            _field(name)
+        """The grid points (sampled fields left out: Tune draws them; so is `derive`, which
+        then runs inside the trial)."""
+        self.check_names()
         for name, values in self.axes.items():
             if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
                 raise ConfigError(name, f"axis values must be a list, got {values!r}")
@@ -124,8 +292,9 @@ class Series:
                 p.update(zip(names, combo))
                 if seed is not None:
                     p["seed"] = seed
-                p.update(applicable(overrides, p.get("method")))
-                if self.derive is not None:
+                p.update({k: v for k, v in applicable(overrides, p.get("method")).items()
+                          if k not in self.sample})
+                if self.derive is not None and not self.sample:
                     p.update(self.derive(dict(p)))
                 if self.where is not None and not self.where(dict(p)):
                     continue
@@ -199,13 +368,41 @@ class PlannedTrial:
 
 
 @dataclass
+class SampledSeries:
+    """A series whose sampled fields Ray Tune draws: its grid `points` (fields without the
+    sampled ones), its distributions and `derive` (run inside the trial, after the draw).
+    `probe` is a TrialConfig built at one draw (what the trials share: method, model, epochs)."""
+
+    label: str
+    phase: str
+    points: list[Point]
+    sample: dict[str, Sample]
+    axes: dict[str, list]
+    derive: Callable[[Point], Point] | None
+    probe: TrialConfig
+
+    def count(self, num_samples: int) -> int:
+        return len(self.points) * num_samples
+
+    def digest(self) -> str:
+        spec = {"points": self.points, "sample": {k: [v.kind, list(v.args)]
+                                                  for k, v in sorted(self.sample.items())}}
+        return hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()) \
+            .hexdigest()[:8]
+
+
+@dataclass
 class PhasePlan:
     name: str
     trials: list[PlannedTrial]
+    sampled: list[SampledSeries] = field(default_factory=list)
 
     def digest(self) -> str:
         ids = sorted(t.run_id for t in self.trials)
         return hashlib.sha1(json.dumps(ids).encode()).hexdigest()[:8]
+
+    def count(self, num_samples: int = 1) -> int:
+        return len(self.trials) + sum(s.count(num_samples) for s in self.sampled)
 
 
 @dataclass
@@ -214,13 +411,21 @@ class Plan:
     scale: str
     seeds: list[int]
     phases: list[PhasePlan]
+    num_samples: int = 1
+    tune: Any = None          # the TuneSettings it runs with (set by the runner)
 
     @property
     def trials(self) -> list[PlannedTrial]:
+        """The trials known before Ray starts (every trial of a grid-only study)."""
         return [t for p in self.phases for t in p.trials]
 
+    @property
+    def sampled(self) -> list[SampledSeries]:
+        return [s for p in self.phases for s in p.sampled]
+
     def __len__(self) -> int:
-        return len(self.trials)
+        """Every trial the study will run, sampled ones included."""
+        return sum(p.count(self.num_samples) for p in self.phases)
 
 
 def _make_cfg(point: Point, where: str) -> TrialConfig:
@@ -232,27 +437,87 @@ def _make_cfg(point: Point, where: str) -> TrialConfig:
         raise ConfigError("config", f"{e} (in {where})") from None
 
 
+PROBE_DRAWS = 4   # random draws validated per grid point, beside the bounds
+
+
+def _sampled(series: Series, phase: str, seeds: Sequence[int], overrides: Point,
+             where_: str) -> SampledSeries:
+    """Validate a sampling series before Ray: each distribution against its field, then a
+    TrialConfig (derive applied) at every grid point x {each bound of each field, a few draws}."""
+    for name, dist in series.sample.items():
+        try:
+            dist.check(_field(name))
+        except ConfigError as e:
+            raise ConfigError(e.field, f"{str(e).split(': ', 1)[-1]} (in {where_})") from None
+    for name in overrides:
+        if name in series.sample:
+            raise ConfigError(name, f"--set fixes {name}, which series {series.label!r} "
+                              f"samples (in {where_})")
+    points = series.points(seeds, overrides)
+    rng = random.Random(0)
+    names = list(series.sample)
+    probe = None
+    for point in points:
+        draws = [{n: series.sample[n].draw(rng) for n in names} for _ in range(PROBE_DRAWS)]
+        for n in names:
+            for v in series.sample[n].corners():
+                draws.append({**draws[0], n: v})
+        for values in draws:
+            p = {**point, **values}
+            if series.derive is not None:
+                p.update(series.derive(dict(p)))
+            cfg = _make_cfg(p, f"{where_}, with {_show(values)}")
+            probe = probe or cfg
+    axes = {k: list(v) for k, v in series.axes.items()}
+    return SampledSeries(series.label, phase, points, dict(series.sample), axes, series.derive,
+                         probe)
+
+
+def _show(values: Point) -> str:
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in values.items())
+
+
 def expand(study: str, phases: Sequence[Phase], scale: str, seeds: Sequence[int],
            overrides: Point | None = None,
-           parent_dir: Callable[[str], str] = lambda rid: f"<storage>/checkpoints/{rid}") -> Plan:
-    """Every point of every series as a validated TrialConfig; duplicates (same run id) merged."""
+           parent_dir: Callable[[str], str] = lambda rid: f"<storage>/checkpoints/{rid}",
+           num_samples: int = 1, source: str | None = None) -> Plan:
+    """Every point of every series as a validated TrialConfig; duplicates (same run id) merged.
+    Sampling series are validated by their distributions (`SampledSeries`). `source` (a study
+    file) is named in every error."""
     overrides = dict(overrides or {})
     seen: dict[str, PlannedTrial] = {}
     by_label: dict[str, list[PlannedTrial]] = {}
+    sampled_labels: set[str] = set()
     plans = []
+    origin = f"{source}: " if source else ""
     for phase in phases:
         trials: list[PlannedTrial] = []
+        sampled: list[SampledSeries] = []
         for series in phase.series:
-            where_ = f"study {study}, scale {scale}, series {series.label!r}"
+            where_ = f"{origin}study {study}, scale {scale}, series {series.label!r}"
             made: list[PlannedTrial] = []
             if isinstance(series, ChildSeries):
+                bad = [label for label in series.parents if label in sampled_labels]
+                if bad:
+                    raise ConfigError("parent", f"series {series.label!r}: parents {bad} sample "
+                                      f"their fields; children need grid parents (in {where_})")
                 parents = [t for label in series.parents for t in by_label.get(label, [])]
                 if not parents:
                     raise ConfigError("parent", f"series {series.label!r} names parents "
-                                      f"{list(series.parents)} that no earlier phase defines")
+                                      f"{list(series.parents)} that no earlier phase defines "
+                                      f"(in {where_})")
                 pairs = series.points(parents, overrides, parent_dir)
+            elif series.sample:
+                sampled.append(_sampled(series, phase.name, seeds, overrides, where_))
+                sampled_labels.add(series.label)
+                continue
             else:
-                pairs = [(p, None) for p in series.points(seeds, overrides)]
+                try:
+                    pairs = [(p, None) for p in series.points(seeds, overrides)]
+                except ConfigError as e:
+                    raise ConfigError(e.field, f"{str(e).split(': ', 1)[-1]} (in {where_})") \
+                        from None
             for point, parent in pairs:
                 cfg = _make_cfg(point, where_)
                 rid = cfg.run_id()
@@ -268,14 +533,16 @@ def expand(study: str, phases: Sequence[Phase], scale: str, seeds: Sequence[int]
                 made.append(t)
                 by_label.setdefault(series.label, []).append(t)
             trials.extend(made)
-        plans.append(PhasePlan(phase.name, trials))
+        plans.append(PhasePlan(phase.name, trials, sampled))
     taken = {k for t in seen.values() for k in t.cfg.to_dict()}
+    taken |= {k for p in plans for s in p.sampled for k in s.probe.to_dict()}
     for key in overrides:
         if key not in taken:
-            methods = sorted({t.cfg.method for t in seen.values()})
+            methods = sorted({t.cfg.method for t in seen.values()} |
+                             {s.probe.method for p in plans for s in p.sampled})
             raise ConfigError(key, f"no trial of study {study} takes {key} (its methods: "
                               f"{', '.join(methods)})")
-    return Plan(study, scale, list(seeds), plans)
+    return Plan(study, scale, list(seeds), plans, num_samples)
 
 
 # --- Ray Tune param_space ------------------------------------------------------------------------
@@ -309,6 +576,36 @@ def param_space(trials: Sequence[PlannedTrial], study: str, scale: str) -> dict[
     return space
 
 
+def sampled_space(series: SampledSeries, study: str, scale: str) -> dict[str, Any]:
+    """The Tune `param_space` of a sampling series: its TrialConfig fields themselves (constants,
+    a `tune.grid_search` per grid axis and for the seeds, a Tune distribution per sampled
+    field) and the meta keys; Tune's num_samples repeats the grid with fresh draws."""
+    from ray import tune
+
+    space: dict[str, Any] = {"study": study, "scale": scale, "phase": series.phase,
+                             "series": series.label}
+    grid: dict[str, list] = {}
+    for key in dict.fromkeys(k for p in series.points for k in p):
+        values = list({json.dumps(p.get(key), sort_keys=True, default=list): p.get(key)
+                       for p in series.points}.values())
+        if len(values) == 1 and all(key in p for p in series.points):
+            space[key] = _plain(values[0])
+        else:
+            grid[key] = [_plain(v) for v in values]
+    if math.prod(len(v) for v in grid.values()) != len(series.points):
+        raise ConfigError("axes", f"series {series.label!r}: a sampling series needs a full grid "
+                          f"(its varying fields {list(grid)} do not form one)")
+    for key, values in grid.items():
+        space[key] = tune.grid_search(values)
+    for name, dist in series.sample.items():
+        space[name] = dist.tune()
+    return space
+
+
+def _plain(v: Any) -> Any:
+    return list(v) if isinstance(v, tuple) else v
+
+
 def config_from_ray(config: Mapping[str, Any]) -> TrialConfig:
     """The TrialConfig of a Ray trial config (meta keys and other methods' options dropped);
     checks the run id."""
@@ -324,9 +621,9 @@ def varying_fields(trials: Sequence[PlannedTrial]) -> list[str]:
     if not trials:
         return []
     out = []
-    for name in field_names():
-        vals = {json.dumps(t.cfg.to_dict().get(name), sort_keys=True, default=str)
-                for t in trials}
+    dicts = [t.cfg.to_dict() for t in trials]
+    for name in field_names():   # a method option only among the trials whose method takes it
+        vals = {json.dumps(d[name], sort_keys=True, default=str) for d in dicts if name in d}
         if len(vals) > 1:
             out.append(name)
     return out

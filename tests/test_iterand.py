@@ -14,7 +14,7 @@ from hiddenlab.cli import main
 from hiddenlab.config import ConfigError, TrialConfig
 from hiddenlab.models.selection.edgepopup import kept_count
 from hiddenlab.models.selection.iterand import METHOD, IteRandLayer, Rerandomize
-from hiddenlab.models.selection.layers import LayerSpec, selection_layers
+from hiddenlab.models.selection.layers import LayerSpec
 from hiddenlab.study.registry import get_study
 from hiddenlab.study.trainer import LocalReporter, run_trial
 

@@ -4,7 +4,6 @@ torch expression it replaces returns. No timings here."""
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 

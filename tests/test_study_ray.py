@@ -10,7 +10,7 @@ import pytest
 
 from hiddenlab.study import export
 from hiddenlab.config import ConfigError, field_names
-from hiddenlab.study.registry import Study, get_study
+from hiddenlab.study.registry import Study
 from hiddenlab.study.runner import RunOptions, plan_study, run_study
 from hiddenlab.study.spaces import Phase, Series
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from hiddenlab.config import ConfigError, TrialConfig, field_names
+from hiddenlab.config import ConfigError, TrialConfig
 from hiddenlab.study.registry import NO_TRIALS, get_study, studies
 from hiddenlab.study.runner import RunOptions, plan_study
 from hiddenlab.study.spaces import (META_KEYS, ChildSeries, Phase, Series, config_from_ray,
