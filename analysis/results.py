@@ -48,21 +48,16 @@ def load_results(storage, studies=None) -> pd.DataFrame:
     """Concatenate `<storage>/<study>/results.parquet` of the named studies (all when None).
 
     A named study without a parquet is simply absent (figures needing it are then skipped, naming
-    it). The `study` column is filled from the folder name where a parquet lacks it.
+    it). The `study` column is filled from the folder name where a parquet lacks it. A parquet
+    that cannot be read, or lacks the columns every figure reads, is refused naming the file.
     """
-    from hiddenlab.config import ConfigError
-
-    root = Path(storage)
-    if not root.is_dir():
-        raise ConfigError("results", f"{root} is not a directory")
-    if studies:
-        paths = [(s, root / s / "results.parquet") for s in studies]
-        paths = [(s, p) for s, p in paths if p.is_file()]
-    else:
-        paths = [(p.parent.name, p) for p in sorted(root.glob("*/results.parquet"))]
     frames = []
-    for name, path in paths:
-        f = pd.read_parquet(path)
+    for name, path in results_files(storage, studies):
+        try:
+            f = pd.read_parquet(path)
+        except Exception as e:  # pyarrow raises several kinds for a corrupt or foreign file
+            raise _unreadable(path, e) from None
+        _check_columns(path, list(f.columns))
         if "study" not in f.columns:
             f.insert(0, "study", name)
         frames.append(f)
@@ -70,8 +65,54 @@ def load_results(storage, studies=None) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame(columns=["study", "run_id", "status", "epoch"])
     df = pd.concat(frames, ignore_index=True, sort=False)
-    df.attrs["storage"] = str(root)
+    df.attrs["storage"] = str(Path(storage))
     return df
+
+
+REQUIRED_COLUMNS = ("run_id", "status", "epoch")   # what every figure reads
+
+
+def results_files(storage, studies=None) -> list[tuple[str, Path]]:
+    """(study, path) of each `<storage>/<study>/results.parquet` (of `studies` when given)."""
+    from hiddenlab.config import ConfigError
+
+    root = Path(storage)
+    if not root.is_dir():
+        raise ConfigError("results", f"{root} is not a directory")
+    if studies:
+        paths = [(s, root / s / "results.parquet") for s in studies]
+        return [(s, p) for s, p in paths if p.is_file()]
+    return [(p.parent.name, p) for p in sorted(root.glob("*/results.parquet"))]
+
+
+def check_results(storage, studies=None) -> None:
+    """Every results table readable, with the columns figures read (its schema only: cheap)."""
+    import pyarrow.parquet as pq
+
+    for _, path in results_files(storage, studies):
+        try:
+            names = pq.read_schema(path).names
+        except Exception as e:
+            raise _unreadable(path, e) from None
+        _check_columns(path, names)
+
+
+def _unreadable(path: Path, error: Exception):
+    from hiddenlab.config import ConfigError
+
+    return ConfigError("results", f"{path} is not a readable parquet file "
+                       f"({type(error).__name__}); rewrite it with `hiddenlab study export "
+                       f"{path.parent.name}` or move it away")
+
+
+def _check_columns(path: Path, names: list[str]) -> None:
+    from hiddenlab.config import ConfigError
+
+    missing = [c for c in REQUIRED_COLUMNS if c not in names]
+    if missing:
+        raise ConfigError("results", f"{path} has no {', '.join(missing)} column: not a "
+                          f"hiddenlab results table (rewrite it with `hiddenlab study export "
+                          f"{path.parent.name}`)")
 
 
 def _hashable(v):

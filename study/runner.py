@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from hiddenlab.study import export as export_mod
+from hiddenlab.study import preflight
 from hiddenlab.config import ConfigError
 from hiddenlab.study.registry import Study, get_study
 from hiddenlab.study.spaces import SCALES, Plan, PlannedTrial, param_space, parse_overrides
@@ -244,6 +245,7 @@ def run_study(study: Study | str, opts: RunOptions | None = None) -> RunSummary:
     opts = opts or RunOptions()
     t0 = time.time()
     study, storage, plan = plan_study(study, opts)
+    preflight.check_study(study, storage, plan, opts)  # data, folders, address: before Ray
     say = (lambda *a: print("[hiddenlab]", *a, file=sys.stderr, flush=True)) if opts.verbose \
         else (lambda *a: None)
     say(f"study {study.name} ({plan.scale}): {len(plan)} trials in {len(plan.phases)} "

@@ -106,6 +106,16 @@ def _options(args):
         figures=args.figures).validate()
 
 
+def _existing(path: str):
+    """The storage of a study that ran: a folder (or URI) that exists."""
+    from hiddenlab.study.storage import Storage
+
+    storage = Storage(path)
+    if not storage.exists():
+        raise ConfigError("storage", f"{storage.uri} does not exist")
+    return storage
+
+
 # --- commands ------------------------------------------------------------------------------------
 def _list(args) -> int:
     from hiddenlab.study.registry import NO_TRIALS, studies
@@ -146,12 +156,12 @@ def _show(args) -> int:
     from hiddenlab.study import export as ex
     from hiddenlab.study.registry import get_study
     from hiddenlab.study.spaces import varying_fields
-    from hiddenlab.study.storage import Storage
 
     study = get_study(args.name)
-    storage = Storage(args.storage)
+    seeds = _number("seeds", args.seeds, int, 1)
+    storage = _existing(args.storage)
     records = ex.collect(storage, study.name)
-    plan = study.plan(args.scale, _number("seeds", args.seeds, int, 1),
+    plan = study.plan(args.scale, seeds,
                       parent_dir=lambda rid: storage.uri_of(study.name, "checkpoints", rid))
     exps = ex.experiments(storage, study.name)
     print(f"study {study.name}: {study.title}")
@@ -203,7 +213,11 @@ def _export(args) -> int:
     from hiddenlab.study.registry import get_study
 
     study = get_study(args.name)
-    uri, tab = ex.export(args.storage, study.name)
+    storage = _existing(args.storage)
+    if not storage.exists(study.name):
+        raise ConfigError("storage", f"{storage.uri} holds no study {study.name} (nothing to "
+                          "export)")
+    uri, tab = ex.export(storage, study.name)
     print(f"{uri}: {tab.num_rows} rows, "
           f"{len(set(tab.column('run_id').to_pylist()))} trials", file=sys.stdout)
     return 0
