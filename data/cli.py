@@ -65,13 +65,16 @@ def _cfg(args):
 
 def cmd_prepare(args) -> int:
     from hiddenlab.data import ffcv_files
-    from hiddenlab.study.preflight import check_writable
+    from hiddenlab.study.preflight import check_source, check_writable
 
     spec, cfg, root = DATASETS[args.dataset], _cfg(args), resolve_root(args.data_root)
     _check_workers(args.workers)
     if args.format == "torchvision":
         _only_ffcv(args)
         check_writable(root, "data_root")
+        note = check_source(spec, root)   # present, or a download that can work
+        if note:
+            print(note)
         for part in ("train", "test"):
             n = spec.size(cfg, root, part)  # downloads what is missing
             print(f"{spec.name} {part}: {n:,} images")
@@ -79,7 +82,12 @@ def cmd_prepare(args) -> int:
         print(f"ready: {', '.join(folders) or root}")
         return 0
     options = _beton_options(args, spec, cfg)
-    check_writable(spec.ffcv_dir(cfg, root), "data_root")
+    folder = spec.ffcv_dir(cfg, root)
+    check_writable(folder, "data_root")
+    if args.force or not all(ffcv_files.beton_path(folder, p).is_file() for p in ffcv_files.PARTS):
+        note = check_source(spec, root)   # the images to write are there, or downloadable
+        if note:
+            print(note)
     paths = ffcv_files.prepare(spec, cfg, root, options, num_workers=args.workers, force=args.force)
     for part, path in paths.items():
         print(f"{part}: {path} ({path.stat().st_size / 2**20:,.1f} MiB)")

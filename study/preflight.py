@@ -1,8 +1,6 @@
 """Pre-flight: what would otherwise fail late, checked before a study's Ray starts
 (`check_study`, called by `run_study`) or a foreground trial trains (`check_trial`).
 
-- options only where a trial takes them: a `--set` method option that no trial of the study
-  takes is refused (it would be dropped silently);
 - devices: CUDA where a trial asks for it, GPUs for `--gpus-per-trial` on the embedded Ray;
 - optional packages for what is asked (`require`; `ray://` needs the `ray[client]` extra);
 - a cluster address answers within `ADDRESS_TIMEOUT_S` (Ray itself retries for minutes);
@@ -29,12 +27,11 @@ import zipfile
 from pathlib import Path
 from typing import Iterable
 
-from hiddenlab.config import METHODS, ConfigError, TrialConfig, all_fields
+from hiddenlab.config import ConfigError, TrialConfig
 
 ADDRESS_TIMEOUT_S = 5.0    # a cluster's head answers in milliseconds; a dead one never does
 DOWNLOAD_TIMEOUT_S = 5.0   # one HEAD request to a download address
 RAY_CLIENT_PORT = 10001
-_SHARED = frozenset(f for f in TrialConfig.__dataclass_fields__ if f != "options")
 
 
 # --- optional packages -----------------------------------------------------------------------------
@@ -203,8 +200,7 @@ def check_data(cfgs: Iterable[TrialConfig], strict: bool = True) -> list[str]:
 
 
 def _data_of(cfg: TrialConfig) -> str | None:
-    from hiddenlab.data.datasets import DATASETS, FashionMNISTSpec, ImageNetSpec, \
-        TorchvisionSpec, offline, resolve_root
+    from hiddenlab.data.datasets import DATASETS, resolve_root
     from hiddenlab.data.loaders import resolve_loader
 
     spec = DATASETS.get(cfg.dataset)
@@ -218,23 +214,32 @@ def _data_of(cfg: TrialConfig) -> str | None:
     if loader == "ffcv":
         return _ffcv_files(spec, cfg, root)
     _check_val_size(spec, cfg, root)
+    return check_source(spec, root)
+
+
+def check_source(spec, root: Path) -> str | None:
+    """The data set's files under `root`, or a download that can work (the note returned says
+    so); ConfigError naming the data set otherwise."""
+    from hiddenlab.data.datasets import FashionMNISTSpec, ImageNetSpec, TorchvisionSpec, offline
+
     missing = [f for f in spec.files(root) if not f.exists()]
     if not missing:
         return None
-    if isinstance(spec, ImageNetSpec) or not isinstance(spec, (TorchvisionSpec,
-                                                               FashionMNISTSpec)):
-        raise ConfigError("dataset", f"{spec.name}: {missing[0]} is missing; copy ILSVRC-2012 "
-                          "there as ImageFolder trees (val sorted into class folders)")
+    if isinstance(spec, ImageNetSpec):
+        raise ConfigError("dataset", f"imagenet: {missing[0]} is missing; copy ILSVRC-2012 there "
+                          "as ImageFolder trees (val sorted into class folders)")
+    if not isinstance(spec, (TorchvisionSpec, FashionMNISTSpec)):   # nothing downloads it
+        raise ConfigError("dataset", f"{spec.name}: {missing[0]} is missing")
     where = missing[0].parent
     get = (f"copy its files there, or download them with `hiddenlab data prepare {spec.name} "
            "--format torchvision` where there is a connection")
     if offline():
         raise ConfigError("dataset", f"{spec.name}: not in {where} and HIDDENLAB_OFFLINE forbids "
                           f"downloading it; {get}")
-    host = _download_host(spec)
-    if host is not None:
+    why = _not_downloadable(spec)
+    if why is not None:
         raise ConfigError("dataset", f"{spec.name}: not in {where} and it cannot be downloaded "
-                          f"({host}); {get}")
+                          f"({why}); {get}")
     check_writable(root, "data_root")
     return f"{spec.name}: not in {where}; the first trial downloads it there"
 
@@ -276,7 +281,7 @@ def _check_val_size(spec, cfg: TrialConfig, root: Path) -> None:
                           f"training part has {n} images")
 
 
-def _download_host(spec) -> str | None:
+def _not_downloadable(spec) -> str | None:
     """None when a download address of `spec` answers a HEAD request for its first file (through
     the proxy the environment names, as torchvision's download does), else why not."""
     import urllib.error
@@ -317,13 +322,10 @@ def check_devices(cfgs: Iterable[TrialConfig], gpus_per_trial: float | None = No
 
 
 # --- the two entry points ----------------------------------------------------------------------------
-def check_study(study, storage, plan, opts) -> None:
+def check_study(storage, plan, opts) -> None:
     """Everything `run_study` can check before Ray starts (see the module docstring)."""
-    from hiddenlab.study.spaces import parse_overrides
-
     cfgs = [t.cfg for t in plan.trials]
     local = opts.address in (None, "local")
-    _check_overrides(study.name, cfgs, parse_overrides(opts.overrides))
     check_devices(cfgs, opts.gpus_per_trial, local)
     if local:
         cores = opts.num_cpus or os.cpu_count() or 1
@@ -336,17 +338,6 @@ def check_study(study, storage, plan, opts) -> None:
     if opts.verbose:
         for note in notes:
             print(f"[hiddenlab] data: {note}", file=sys.stderr, flush=True)
-
-
-def _check_overrides(study: str, cfgs: list[TrialConfig], overrides: dict) -> None:
-    methods = sorted({c.method for c in cfgs})
-    for name in overrides:
-        if name in _SHARED or name not in all_fields():
-            continue
-        if not any(name in METHODS.get(m).Options.field_names() for m in methods):
-            users = [m for m in METHODS if name in METHODS.get(m).Options.field_names()]
-            raise ConfigError(name, f"no trial of {study} takes {name} (its methods: "
-                              f"{', '.join(methods)}; {name} belongs to {', '.join(users)})")
 
 
 def check_trial(cfg: TrialConfig, out: Path) -> list[str]:

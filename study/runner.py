@@ -245,7 +245,7 @@ def run_study(study: Study | str, opts: RunOptions | None = None) -> RunSummary:
     opts = opts or RunOptions()
     t0 = time.time()
     study, storage, plan = plan_study(study, opts)
-    preflight.check_study(study, storage, plan, opts)  # data, folders, address: before Ray
+    preflight.check_study(storage, plan, opts)  # data, folders, address: before Ray starts
     say = (lambda *a: print("[hiddenlab]", *a, file=sys.stderr, flush=True)) if opts.verbose \
         else (lambda *a: None)
     say(f"study {study.name} ({plan.scale}): {len(plan)} trials in {len(plan.phases)} "

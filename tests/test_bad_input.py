@@ -103,7 +103,8 @@ SLOT = TRAIN + ["--method", "slot-gs"]
 STUDY = ["study", "run", "quickstart", "--scale", "smoke", "--storage", "{tmp}/results",
          "--quiet", "--no-figures", "--num-cpus", "2"]
 CIFAR_STUDY = ["study", "run", "ep-fig3", "--scale", "paper"] + STUDY[5:]   # CIFAR-10
-PREP = ["data", "prepare", "digits", "--format", "ffcv"]
+PREP = ["data", "prepare", "digits", "--format", "ffcv"]            # grey images
+RGB_PREP = ["data", "prepare", "synthetic", "--format", "ffcv", "--synthetic-size", "64"]
 FIGS = ["analysis", "figures", "--results", "{tmp}/results", "--out", "{tmp}/figures"]
 
 
@@ -266,6 +267,13 @@ CASES: list[Case] = [
     Case("data-max-side-negative-process", PREP + ["--max-side", "-5"], "max_side",
          subprocess=True),
     Case("data-max-side-zero", PREP + ["--max-side", "0"], "max_side"),
+    Case("data-max-side-negative-rgb", RGB_PREP + ["--max-side", "-5"], "max_side"),
+    Case("data-max-side-negative-rgb-process", RGB_PREP + ["--max-side", "-5"], "max_side",
+         subprocess=True),
+    Case("data-max-side-of-grey-images", PREP + ["--max-side", "16"], "max_side"),
+    Case("data-quality-without-jpeg", RGB_PREP + ["--quality", "80"], "quality"),
+    Case("data-ffcv-option-for-torchvision", ["data", "prepare", "digits", "--format",
+                                              "torchvision", "--max-side", "16"], "max_side"),
     Case("data-workers-zero", PREP + ["--workers", "0"], "workers"),
     Case("data-workers-negative", PREP + ["--workers", "-1"], "workers"),
     Case("data-quality-zero", PREP + ["--quality", "0"], "quality"),
