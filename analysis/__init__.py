@@ -6,6 +6,7 @@ Notebook use::
     from hiddenlab.analysis import load_results, fig3
     df = load_results("runs")            # every <study>/results.parquet under runs/
     fig, data = fig3(df)                 # the figure and exactly the numbers it plots
+    study_figure(df, "my-study")         # the generic figure of any study
 
 Command line: ``hiddenlab analysis figures --results runs --out figures``.
 """
@@ -20,7 +21,7 @@ _WHERE = {
     **dict.fromkeys(["fig3", "fig4", "fig5", "fig6", "fig7", "fig8", "fig9", "fig10",
                      "fit_power_law", "flip_rate", "quickstart", "scaling_laws",
                      "selected_weights", "setup_table", "sm_finetune", "sm_gs_ps", "sm_k",
-                     "sm_related", "table1", "table2"], "figures"),
+                     "sm_related", "table1", "table2", "real_data", "study_figure"], "figures"),
     **dict.fromkeys(["PUBLISHED", "claims", "compare"], "published"),
     **dict.fromkeys(["FIGURES", "Skipped", "build", "build_all"], "registry"),
     **dict.fromkeys(["make_all", "write_report", "write_result"], "report"),
@@ -47,4 +48,5 @@ __all__ = ["load_results", "final_results", "load_selections", "trial_table", "a
            "fig3", "fig4", "fig5", "fig6", "fig7", "fig8", "fig9", "fig10", "table1", "table2",
            "setup_table", "sm_setup", "ep_table1", "ep_table2", "sm_k", "sm_gs_ps",
            "sm_finetune", "sm_related", "scaling_laws",
-           "fit_power_law", "flip_rate", "selected_weights", "quickstart"]
+           "fit_power_law", "flip_rate", "selected_weights", "quickstart", "real_data",
+           "study_figure"]

@@ -1,5 +1,6 @@
 """`hiddenlab analysis figures`: build every paper figure and table whose trials exist, the
-scaling laws and the measured-vs-published report from a study storage folder."""
+scaling laws, a generic figure for every other study (a user's own), and the measured-vs-published
+report from a study storage folder."""
 
 from __future__ import annotations
 
@@ -19,7 +20,10 @@ def register(subparsers, argv: list[str] | None = None) -> None:
                        description="For every figure and table id whose studies have finished "
                        "trials: DIR/<id>.png and .pdf, DIR/<id>.csv with the plotted numbers "
                        "(mean, sd, n per point), tables also as Markdown; then DIR/report.md and a "
-                       "self-contained DIR/report.html. Ids whose studies are missing are listed "
+                       "self-contained DIR/report.html. Every study no paper figure claims (a "
+                       "study of your own) gets the generic figure study:<name> (files "
+                       "DIR/study-<name>.*): accuracy against each numeric field it varies, its "
+                       "best trials and power-law fits. Ids whose studies are missing are listed "
                        "as skipped with the missing studies named.")
     f.add_argument("--results", required=True, metavar="STORAGE",
                    help="storage folder holding <study>/results.parquet")
@@ -27,7 +31,9 @@ def register(subparsers, argv: list[str] | None = None) -> None:
                    help="only these studies (default: every study found)")
     f.add_argument("--out", required=True, metavar="DIR", help="output folder")
     f.add_argument("--id", action="extend", nargs="+", metavar="ID", default=None, dest="ids",
-                   help="only these figure/table ids (default: all)")
+                   help="only these figure/table ids, or study:<name> for the generic figure of "
+                   "any study (default: every id, and study:<name> for each study no figure "
+                   "claims)")
     f.add_argument("--scale", default=None, metavar="SCALE",
                    help="use the trials of this study scale (smoke, paper); default: per study "
                    "the largest scale with finished trials")
@@ -40,14 +46,15 @@ def run_figures(args: argparse.Namespace) -> int:
 
     matplotlib.use("Agg")  # headless: the CLI only writes files
 
-    from .registry import FIGURES
+    from .registry import FIGURES, known_id
     from .report import make_all
 
     ids = args.ids
     if ids:
-        unknown = [i for i in ids if i not in FIGURES]
+        unknown = [i for i in ids if not known_id(i)]
         if unknown:
-            raise ConfigError("id", f"unknown id {unknown[0]!r}; known: {', '.join(FIGURES)}")
+            raise ConfigError("id", f"unknown id {unknown[0]!r}; known: {', '.join(FIGURES)}, "
+                              "or study:<name> (the generic figure of any study)")
     check_arguments(args)
     make_all(args.results, args.out, studies=args.study, ids=ids, pdf=not args.no_pdf,
              scale=args.scale)

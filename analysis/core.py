@@ -29,7 +29,8 @@ class FigureResult:
     is a matplotlib Figure (None for pure tables); `table` is the display form of a table;
     `reading` a one-line computed description of the trend; `notes` what a reader must know
     (partial seeds, points left out); `extra` further frames written beside the CSV
-    (e.g. scaling-law exponents). Unpacks as ``fig, data = fig3(df)``.
+    (e.g. scaling-law exponents); `tables` further display tables the report shows after `table`
+    (title -> frame). Unpacks as ``fig, data = fig3(df)``.
     """
 
     id: str
@@ -40,6 +41,7 @@ class FigureResult:
     notes: list[str] = field(default_factory=list)
     extra: dict[str, pd.DataFrame] = field(default_factory=dict)
     title: str = ""
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
 
     def __iter__(self) -> Iterator:
         yield self.fig
@@ -152,8 +154,16 @@ def arch_name(model, depth) -> str:
         f"{model}{int(depth)}"
 
 
+CODE_SUFFIX = " (code)"
+
+
 def init_label(name) -> str:
-    return INIT_LABELS.get(str(name), str(name))
+    """Paper notation of an init; `scaled_<x>_code` (the reference code's scaled form, std x
+    1/sqrt(1-k)) is its `scaled_<x>` label marked `(code)`."""
+    name = str(name)
+    if name.startswith("scaled_") and name.endswith("_code"):
+        return init_label(name[:-len("_code")]) + CODE_SUFFIX
+    return INIT_LABELS.get(name, name)
 
 
 def method_label(method, optimizer=None) -> str:

@@ -1,10 +1,13 @@
-"""The papers' published numbers (docs reference published.md) as data, matched to measured trials,
+"""The papers' published numbers (docs/published.md) as data, matched to measured trials,
 and the papers' qualitative claims checked against the built figures.
 
 A published number is matched to finished trials by method, model (name-normalised, so
 `wide_resnet50_2` and `wrn50-2` are one model), init, k, K, data set and, where the source names
 it, epochs. When several configurations match (e.g. two learning rates), the one with most seeds
 is reported (ties: the higher mean), or the best one where the paper reports a best result.
+The measured accuracy is the one the paper reports: the last epoch's network (`test_acc`), or for
+Slot Machines, which selects on validation (early stopping), the best-validation network's
+(`best_val_test_acc`).
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .core import (dataset_label, fmt_x, init_label, method_label, model_label, norm_model)
-from .results import final_results, one_scale
+from .core import (CODE_SUFFIX, dataset_label, fmt_x, init_label, method_label, model_label,
+                   norm_model)
+from .results import BEST_VAL, LAST, final_results, one_scale, use_accuracy
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,7 @@ class Published:
     match: dict = field(default_factory=dict)
     note: str = ""
     pick: str = "most"  # "most" seeds, or "best" mean among matching configs
+    accuracy: str = LAST  # the measured column compared: test_acc or best_val_test_acc
 
 
 _EP = "edge-popup (Ramanujan et al. 2020), Table 2"
@@ -42,13 +47,14 @@ for _model, _p, _nk, _uk in (("resnet50", 7.7, 61.7, 68.6), ("resnet101", 13.3, 
         PUBLISHED.append(Published(_EP, "sub-network params (M)", _p, m))
 PUBLISHED += [
     Published(_SM, "test acc (%)", 97.0, {"method": "slot-gs", "model": "lenet-300-100", "K": 2,
-                                          "dataset": "mnist"}, "ICML abstract", pick="best"),
+                                          "dataset": "mnist"}, "ICML abstract", pick="best",
+              accuracy=BEST_VAL),
     Published(_SM, "test acc (%)", 98.2, {"method": "slot-gs", "model": "lenet-300-100", "K": 8,
                                           "dataset": "mnist"}, "ICML abstract (arXiv v1: 98.1)",
-              pick="best"),
+              pick="best", accuracy=BEST_VAL),
     Published(_SM, "test acc (%)", 91.0, {"method": "slot-gs", "model": "vgg19", "K": 8,
                                           "dataset": "cifar10"}, "ICML abstract (arXiv v1: 90)",
-              pick="best"),
+              pick="best", accuracy=BEST_VAL),
     Published(_ZH, "test acc (%)", 86.0, {"method": "supermask", "dataset": "mnist"},
               "abstract; model not named: best measured configuration", pick="best"),
     Published(_ZH, "test acc (%)", 41.0, {"method": "supermask", "dataset": "cifar10"},
@@ -113,19 +119,24 @@ def _setting(match: dict) -> str:
 
 
 def compare(df: pd.DataFrame, scale: str | None = None) -> pd.DataFrame:
-    """One row per published number: the measured mean, sd and n of the matching trials, and the
+    """One row per published number: the measured mean, sd and n of the matching trials (`compared`
+    names the accuracy: the network of the last epoch or of the best validation epoch), and the
     difference measured - published (percentage points, or millions of parameters)."""
     final = final_results(one_scale(df, scale)[0])
     if not final.empty:
         final = final.drop_duplicates("run_id")  # a trial shared by two studies counts once
     rows = []
     for p in PUBLISHED:
+        params = p.quantity.startswith("sub-network params")
         row = {"paper": p.paper, "quantity": p.quantity, "setting": _setting(p.match),
                "published": p.value, "measured": np.nan, "sd": np.nan, "n": 0,
-               "difference": np.nan, "studies": "", "configuration": "", "note": p.note}
+               "difference": np.nan, "compared": "–" if params else COMPARED[p.accuracy],
+               "studies": "", "configuration": "", "note": p.note}
         m = _matches(final, p.match) if not final.empty else final
         if not m.empty:
-            params = p.quantity.startswith("sub-network params")
+            m, fallback = use_accuracy(m, p.accuracy)
+            if fallback:
+                row["compared"] += f" ({fallback} trials: last epoch, none recorded)"
             col = "subnet_params" if params else "acc"
             if col in m.columns:
                 scale = 1e-6 if params else 100.0
@@ -143,11 +154,14 @@ def compare(df: pd.DataFrame, scale: str | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+COMPARED = {LAST: "test acc, last epoch", BEST_VAL: "test acc, best validation epoch"}
+
+
 def _config_text(r) -> str:
     parts = [r.get("arch", "?")]
     for c, fmt in (("init_resolved", str), ("k_resolved", lambda v: f"k={fmt_x(v * 100)}%"),
                    ("K_resolved", lambda v: f"K={fmt_x(v)}"), ("optimizer", str),
-                   ("lr_peak" if "lr_peak" in r else "lr", lambda v: f"lr={v:g}"),
+                   ("lr", lambda v: f"lr={v:g}"),
                    ("epochs", lambda v: f"{fmt_x(v)} epochs")):
         v = r.get(c)
         if v is not None and not (isinstance(v, float) and np.isnan(v)):
@@ -194,11 +208,15 @@ def claims(results: dict) -> pd.DataFrame:
     out = pd.DataFrame(rows)
     # ep-fig10 alone cannot show "not on CIFAR-10": add ep-fig7's gap when it was built.
     if "ep-fig7" in results and "ep-fig10" in results:
-        cifar = _scaled_gap(results["ep-fig7"].data)
         i = out.index[out["figure"] == "ep-fig10"][0]
-        out.at[i, "evidence"] += f"; CIFAR-10 (ep-fig7) gap {cifar:.1f} pp"
-        imnet = _scaled_gap(results["ep-fig10"].data)
-        out.at[i, "verdict"] = "holds" if imnet > max(1.0, 2 * cifar) else "does not hold"
+        try:
+            imnet, form = _scaled_gap(results["ep-fig10"].data)
+            cifar, _ = _scaled_gap(results["ep-fig7"].data, code=form.startswith("reference"))
+        except ValueError as e:  # ep-fig7 without the scaled form ep-fig10 has
+            out.at[i, "evidence"] += f"; CIFAR-10 (ep-fig7) not comparable: {e}"
+        else:
+            out.at[i, "evidence"] += f"; CIFAR-10 (ep-fig7) gap {cifar:.1f} pp"
+            out.at[i, "verdict"] = "holds" if imnet > max(1.0, 2 * cifar) else "does not hold"
     return out
 
 
@@ -229,23 +247,30 @@ def _wide_matches(data):
     return verdict, f"width {fmt_x(w)}x: edge-popup {e:.1f}% vs learned {d:.1f}% (match: within 1 pp)"
 
 
-def _scaled_gap(data) -> float:
-    """Mean |scaled - unscaled| over k and both inits (pp)."""
+def _scaled_gap(data, code: bool | None = None) -> tuple[float, str]:
+    """Mean |scaled - unscaled| over k and both inits (pp), and which scaled form it used: the
+    reference code's (`(code)`: std x 1/sqrt(1-k), what the paper ran) where the figure has
+    it, else the correct one (x 1/sqrt(k))."""
     c = _curves(data)
+    if code is None:
+        code = c["series"].str.endswith(CODE_SUFFIX).any()
+    suffix = CODE_SUFFIX if code else ""
     gaps = []
     for base in ("N_k", "U_k"):
         a = c[c["series"] == base].set_index(["panel", "x"])["mean"]
-        b = c[c["series"] == f"scaled {base}"].set_index(["panel", "x"])["mean"]
+        b = c[c["series"] == f"scaled {base}{suffix}"].set_index(["panel", "x"])["mean"]
         both = a.index.intersection(b.index)
         gaps += list((a[both] - b[both]).abs())
     if not gaps:
         raise ValueError("no scaled/unscaled pair")
-    return float(np.mean(gaps))
+    return float(np.mean(gaps)), ("reference-code scaled form, 1/√(1−k)" if code else
+                                  "scaled form 1/√k")
 
 
 def _scaled_imagenet(data):
-    g = _scaled_gap(data)
-    return ("holds" if g > 1.0 else "does not hold"), f"ImageNet mean |scaled - unscaled| {g:.1f} pp"
+    g, form = _scaled_gap(data)
+    return ("holds" if g > 1.0 else "does not hold"), \
+        f"ImageNet mean |scaled - unscaled| {g:.1f} pp ({form})"
 
 
 def _wrn_vs_r34(data):

@@ -1,7 +1,8 @@
 """Write figures, tables and the measured-vs-published report.
 
 Per built id: `<id>.png` and `<id>.pdf` (figures), `<id>.csv` (exactly the plotted numbers),
-`<id>.md` (tables), `<id>-<name>.csv/.md` (extra frames such as scaling exponents). Then
+`<id>.md` (tables), `<id>-<name>.csv/.md` (extra frames such as scaling exponents); a generic
+study id `study:<name>` is written as `study-<name>.*` (no colon in file names). Then
 `report.md` and a self-contained `report.html` (images inline as base64) built from the same list
 of blocks, so the two never disagree.
 """
@@ -18,7 +19,7 @@ import pandas as pd
 
 from .core import FigureResult
 from .published import claims, compare
-from .registry import FIGURES, Skipped, build_all
+from .registry import Skipped, build_all, default_ids, spec_of
 from .results import load_results, load_selections, trial_table
 
 
@@ -52,30 +53,39 @@ def html_table(frame: pd.DataFrame) -> str:
 
 # --- files per id -------------------------------------------------------------------------------
 
+def file_stem(fig_id: str) -> str:
+    """The file name of an id: `study:<name>` -> `study-<name>`."""
+    return fig_id.replace(":", "-")
+
+
 def write_result(result: FigureResult, out: Path, pdf: bool = True) -> list[Path]:
     """Write one built id; close its figure (long runs would otherwise hold every canvas)."""
     out.mkdir(parents=True, exist_ok=True)
+    stem = file_stem(result.id)
     written = []
-    csv = out / f"{result.id}.csv"
+    csv = out / f"{stem}.csv"
     result.data.to_csv(csv, index=False, float_format="%.6g")
     written.append(csv)
     if result.table is not None:
-        md = out / f"{result.id}.md"
-        md.write_text(f"# {result.title}\n\n{markdown_table(result.table)}\n")
+        md = out / f"{stem}.md"
+        text = f"# {result.title}\n\n{markdown_table(result.table)}\n"
+        for title, frame in result.tables.items():
+            text += f"\n## {title}\n\n{markdown_table(frame)}\n"
+        md.write_text(text)
         written.append(md)
     for name, frame in result.extra.items():
-        p = out / f"{result.id}-{name}.csv"
+        p = out / f"{stem}-{name}.csv"
         frame.to_csv(p, index=False, float_format="%.6g")
         written.append(p)
         if result.table is None or name != "exponents":
-            (out / f"{result.id}-{name}.md").write_text(markdown_table(frame) + "\n")
+            (out / f"{stem}-{name}.md").write_text(markdown_table(frame) + "\n")
     if result.fig is not None:
-        png = out / f"{result.id}.png"
+        png = out / f"{stem}.png"
         result.fig.savefig(png, dpi=150)
         written.append(png)
         if pdf:
-            result.fig.savefig(out / f"{result.id}.pdf")
-            written.append(out / f"{result.id}.pdf")
+            result.fig.savefig(out / f"{stem}.pdf")
+            written.append(out / f"{stem}.pdf")
     return written
 
 
@@ -124,7 +134,7 @@ def _published_display(cmp: pd.DataFrame) -> pd.DataFrame:
         rows.append({"paper": r["paper"], "quantity": r["quantity"], "setting": r["setting"],
                      "published": f"{r['published']:g}", "measured (mean ± sd)": measured,
                      "difference": diff, "seeds": int(r["n"]), "study": r["studies"] or "–",
-                     "note": r["note"]})
+                     "measured number": r["compared"], "note": r["note"]})
     return pd.DataFrame(rows)
 
 
@@ -142,7 +152,10 @@ def report_blocks(results: dict, df: pd.DataFrame, storage: str, out: Path,
     b += [("h", 2, "Published vs measured"),
           ("p", "Every number of the papers' published tables and abstracts beside the reproduced "
                 "one (matched by method, model, init, k, K, data set); difference = measured − "
-                "published (percentage points; millions for parameter counts)."),
+                "published (percentage points; millions for parameter counts). The measured "
+                "number is the one the paper reports: the test accuracy of the last epoch's "
+                "network (edge-popup, Zhou, dense references) or of the best validation epoch's "
+                "(Slot Machines selects on validation: early stopping)."),
           ("table", _published_display(cmp))]
     cl = claims(built)
     b += [("h", 2, "The papers' qualitative claims"), ("table", cl)]
@@ -152,18 +165,20 @@ def report_blocks(results: dict, df: pd.DataFrame, storage: str, out: Path,
         b += [("h", 3, "Per host"), ("table", host), ("h", 3, "Per study"), ("table", study)]
     b.append(("h", 2, "Figures and tables"))
     for fid, r in built.items():
-        spec = FIGURES[fid]
-        b.append(("h", 3, f"{fid}: {r.title or spec.title}"))
+        stem = file_stem(fid)
+        b.append(("h", 3, f"{fid}: {r.title or spec_of(fid).title}"))
         b.append(("p", f"**Reading:** {r.reading}" if r.reading else "**Reading:** –"))
         for note in r.notes:
             b.append(("li", note))
         if r.fig is not None:
-            b.append(("img", out / f"{fid}.png", fid))
+            b.append(("img", out / f"{stem}.png", fid))
         if r.table is not None:
             b.append(("table", r.table))
-        links = [f"[{fid}.csv]({fid}.csv)"]
-        links += [f"[{fid}.pdf]({fid}.pdf)"] if r.fig is not None else []
-        links += [f"[{fid}-{n}.csv]({fid}-{n}.csv)" for n in r.extra]
+        for title, frame in r.tables.items():
+            b += [("p", f"**{title}**"), ("table", frame)]
+        links = [f"[{stem}.csv]({stem}.csv)"]
+        links += [f"[{stem}.pdf]({stem}.pdf)"] if (out / f"{stem}.pdf").exists() else []
+        links += [f"[{stem}-{n}.csv]({stem}-{n}.csv)" for n in r.extra]
         b.append(("p", "Data: " + ", ".join(links)))
     if skipped:
         b.append(("h", 2, "Skipped"))
@@ -254,7 +269,7 @@ def make_all(storage, out, studies=None, ids=None, pdf: bool = True, scale: str 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     df = load_results(storage, studies)
-    need_sel = any(FIGURES[i].needs_selections for i in (ids or FIGURES))
+    need_sel = any(spec_of(i).needs_selections for i in (ids or default_ids(df, studies)))
     selections = load_selections(storage, df) if need_sel and len(df) else {}
     results = build_all(df, selections, ids=ids, selected=studies, scale=scale)
     for fid, r in results.items():

@@ -1,9 +1,10 @@
 """Read study results: `results.parquet` per study (schema in docs/CONTRACTS.md) and the per-trial
 `selection.json` artifacts, and reduce the per-epoch rows to one row per finished trial.
 
-A trial's final accuracy is `test_acc` on its last-epoch row, and only when that row says
-TERMINATED: an ERROR / RUNNING / PENDING trial never feeds a plotted point, but it is counted
-(`trial_table`) so figures can say how many trials are missing.
+A trial's final accuracy is `test_acc` on its last-epoch row (or, for figures of papers that
+select on validation, `best_val_test_acc`: `use_accuracy`), and only when that row says
+TERMINATED: an ERROR / RUNNING / PENDING trial, or one a scheduler STOPPED early, never feeds a
+test accuracy, but it is counted (`trial_table`) so figures can say how many trials are missing.
 """
 
 from __future__ import annotations
@@ -14,52 +15,34 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from hiddenlab.config import ConfigError, all_fields
+from hiddenlab.study.spaces import SCALES
+
 from .core import arch_name
 
-STUDIES = ("ep-fig3", "ep-fig4", "ep-fig5", "ep-fig6", "ep-fig7", "ep-fig8", "ep-fig9", "ep-fig10",
-           "sm-k", "sm-gs-ps", "sm-finetune", "sm-related", "scaling-laws", "quickstart")
 
-try:  # the one list of config fields; a static copy keeps analysis importable on its own
-    from hiddenlab.config import TrialConfig, field_names as _field_names
-
-    CONFIG_FIELDS = tuple(_field_names())
-    _NOT_IN_ID = frozenset(TrialConfig._NOT_IN_ID)
-except Exception:  # pragma: no cover - only when hiddenlab.study is broken
-    CONFIG_FIELDS = (
-        "method", "model", "depth", "width_mult", "k", "K", "init", "score_init", "score_const",
-        "score_abs", "topk_scope", "supermask_scale", "eval_mode", "dense_first", "dense_last",
-        "dropout", "parent", "parent_epoch", "dataset", "loader", "data_root", "val_size",
-        "augment", "subset", "num_workers", "synthetic_shape", "synthetic_classes",
-        "synthetic_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay", "schedule",
-        "warmup_epochs", "milestones", "gamma", "restarts", "epochs", "batch_size",
-        "eval_batch_size", "label_smoothing", "seed", "device", "precision", "channels_last",
-        "compile", "cudnn_benchmark", "keep_epochs", "save_selection")
-    _NOT_IN_ID = frozenset({"data_root", "num_workers", "device", "compile", "cudnn_benchmark",
-                            "eval_batch_size", "keep_epochs", "save_selection"})
-
-# Fields that never make two trials different points: the seed (that is what we average over),
-# the finetune parent path (it names the seed's own parent), and what the run id ignores.
-# k/K/init are compared in their resolved form instead.
-_NOT_A_POINT = frozenset({"seed", "parent", "k", "K", "init"}) | _NOT_IN_ID
-_RESOLVED = ("k_resolved", "K_resolved", "init_resolved", "lr_resolved")
+def _point_fields() -> tuple[str, ...]:
+    """Config fields that tell two trials' configurations apart: every field of the run id
+    (`identity` metadata) except the seed (what a point averages over) and the finetune parent
+    path (it names the seed's own parent)."""
+    return tuple(name for name, f in all_fields().items()
+                 if f.metadata.get("identity", True) and name not in ("seed", "parent"))
 
 
 def load_results(storage, studies=None) -> pd.DataFrame:
     """Concatenate `<storage>/<study>/results.parquet` of the named studies (all when None).
 
     A named study without a parquet is simply absent (figures needing it are then skipped, naming
-    it). The `study` column is filled from the folder name where a parquet lacks it. A parquet
-    that cannot be read, or lacks the columns every figure reads, is refused naming the file.
+    it). A parquet that cannot be read, or lacks the columns every figure reads, is refused
+    naming the file.
     """
     frames = []
-    for name, path in results_files(storage, studies):
+    for path in results_files(storage, studies):
         try:
             f = pd.read_parquet(path)
         except Exception as e:  # pyarrow raises several kinds for a corrupt or foreign file
             raise _unreadable(path, e) from None
         _check_columns(path, list(f.columns))
-        if "study" not in f.columns:
-            f.insert(0, "study", name)
         frames.append(f)
     frames = [f for f in frames if not f.empty]
     if not frames:
@@ -69,27 +52,24 @@ def load_results(storage, studies=None) -> pd.DataFrame:
     return df
 
 
-REQUIRED_COLUMNS = ("run_id", "status", "epoch")   # what every figure reads
+REQUIRED_COLUMNS = ("study", "run_id", "status", "epoch")   # what every figure reads
 
 
-def results_files(storage, studies=None) -> list[tuple[str, Path]]:
-    """(study, path) of each `<storage>/<study>/results.parquet` (of `studies` when given)."""
-    from hiddenlab.config import ConfigError
-
+def results_files(storage, studies=None) -> list[Path]:
+    """Each `<storage>/<study>/results.parquet` (of `studies` when given)."""
     root = Path(storage)
     if not root.is_dir():
         raise ConfigError("results", f"{root} is not a directory")
     if studies:
-        paths = [(s, root / s / "results.parquet") for s in studies]
-        return [(s, p) for s, p in paths if p.is_file()]
-    return [(p.parent.name, p) for p in sorted(root.glob("*/results.parquet"))]
+        return [p for p in (root / s / "results.parquet" for s in studies) if p.is_file()]
+    return sorted(root.glob("*/results.parquet"))
 
 
 def check_results(storage, studies=None) -> None:
     """Every results table readable, with the columns figures read (its schema only: cheap)."""
     import pyarrow.parquet as pq
 
-    for _, path in results_files(storage, studies):
+    for path in results_files(storage, studies):
         try:
             names = pq.read_schema(path).names
         except Exception as e:
@@ -97,17 +77,13 @@ def check_results(storage, studies=None) -> None:
         _check_columns(path, names)
 
 
-def _unreadable(path: Path, error: Exception):
-    from hiddenlab.config import ConfigError
-
+def _unreadable(path: Path, error: Exception) -> ConfigError:
     return ConfigError("results", f"{path} is not a readable parquet file "
                        f"({type(error).__name__}); rewrite it with `hiddenlab study export "
                        f"{path.parent.name}` or move it away")
 
 
 def _check_columns(path: Path, names: list[str]) -> None:
-    from hiddenlab.config import ConfigError
-
     missing = [c for c in REQUIRED_COLUMNS if c not in names]
     if missing:
         raise ConfigError("results", f"{path} has no {', '.join(missing)} column: not a "
@@ -131,14 +107,9 @@ def _hashable(v):
 
 def config_key(frame: pd.DataFrame, exclude=()) -> pd.Series:
     """Per row, a short hash of the trial config without the seed (and without `exclude`): trials
-    with the same key are seeds of one point."""
-    cols = [c for c in CONFIG_FIELDS if c in frame.columns and c not in _NOT_A_POINT]
-    cols += [c for c in _RESOLVED if c in frame.columns]
-    if "lr_resolved" in frame.columns:  # `lr` may be None (recipe default): compare resolved
-        cols = [c for c in cols if c != "lr"]
-    elif "lr_peak" in frame.columns:  # `lr` is the per-epoch metric there (see final_results)
-        cols = [c for c in cols if c != "lr"] + ["lr_peak"]
-    cols = [c for c in cols if c not in set(exclude)]
+    with the same key are seeds of one point. The exporter writes resolved values (`lr` is the
+    rate the trial trained with), so the config columns compare as they are."""
+    cols = [c for c in _point_fields() if c in frame.columns and c not in set(exclude)]
     if frame.empty:
         return pd.Series([], dtype=object, index=frame.index)
     text = pd.DataFrame({c: _as_text(frame[c]) for c in sorted(cols)}, index=frame.index)
@@ -156,7 +127,7 @@ def _as_text(col: pd.Series) -> pd.Series:
     return col.map(one)
 
 
-def _last_rows(df: pd.DataFrame) -> pd.DataFrame:
+def last_rows(df: pd.DataFrame) -> pd.DataFrame:
     """Each trial's last-epoch row (a rerun appended later wins a tie)."""
     if "epoch" in df.columns:
         order = df.assign(_pos=np.arange(len(df))).sort_values(
@@ -172,35 +143,40 @@ def is_final(frame: pd.DataFrame) -> bool:
 def final_results(df: pd.DataFrame) -> pd.DataFrame:
     """One row per finished trial: the last-epoch row of TERMINATED trials with a test accuracy.
 
-    Adds `acc` (= test_acc), `arch` (the model name with depth applied), `point` (config hash
-    without the seed), `lr_peak` (largest `lr` over the trial's rows) and `total_epochs`
-    (finetune: parent_epoch + epochs). Idempotent.
+    Adds `acc` (= test_acc, the last epoch's network; `use_accuracy` switches a figure to the
+    best-validation network's), `arch` (the model name with depth applied), `point` (config hash
+    without the seed) and `total_epochs` (finetune: parent_epoch + epochs). Idempotent.
     """
     if is_final(df):
         return df
     if df.empty or "run_id" not in df.columns:
         return pd.DataFrame(columns=["study", "run_id", "acc", "arch", "point", "total_epochs"])
-    last = _last_rows(df)
-    ok = last["status"].eq("TERMINATED") if "status" in last.columns else True
-    if "test_acc" in last.columns:
-        ok = ok & last["test_acc"].notna()
-    else:
-        ok = ok & False
+    last = last_rows(df)
+    ok = last["status"].eq("TERMINATED") & last["test_acc"].notna()
     out = last[ok].copy()
     out["acc"] = out["test_acc"].astype(float)
-    depth = out["depth"] if "depth" in out.columns else pd.Series(None, index=out.index)
-    out["arch"] = [arch_name(m, d) for m, d in zip(out["model"], depth)]
-    if "lr" in df.columns and "lr_resolved" not in df.columns and \
-            df.groupby(["study", "run_id"])["lr"].nunique().gt(1).any():
-        # The contract's per-epoch metric `lr` shares its name with the config field `lr`; where
-        # the column holds the schedule's value (the exporter renames it `epoch_lr`), the last
-        # row says ~0 for every cosine trial. The peak over the trial's epochs recovers the
-        # configured rate (up to warm-up) and stands in for it when telling points apart.
-        peak = df.groupby(["study", "run_id"], sort=False)["lr"].max().rename("lr_peak")
-        out = out.join(peak.round(12), on=["study", "run_id"])
+    out["arch"] = [arch_name(m, d) for m, d in zip(out["model"], out["depth"])]
     out["point"] = config_key(out)
     out["total_epochs"] = _total_epochs(out, df)
     return out.reset_index(drop=True)
+
+
+LAST, BEST_VAL = "test_acc", "best_val_test_acc"
+ACCURACY = {LAST: "the last epoch's network", BEST_VAL: "the network of the best validation epoch"}
+
+
+def use_accuracy(final: pd.DataFrame, column: str) -> tuple[pd.DataFrame, int]:
+    """`final` with `acc` taken from `column` (`test_acc` or `best_val_test_acc`). Trials without
+    it (exported before best-validation results were recorded) keep their last-epoch accuracy;
+    returns (frame, how many fell back)."""
+    out = final.copy()
+    if column == LAST:
+        return out, 0
+    chosen = out[column].astype(float) if column in out.columns else \
+        pd.Series(np.nan, index=out.index)
+    missing = chosen.isna()
+    out["acc"] = chosen.where(~missing, out["test_acc"].astype(float))
+    return out, int(missing.sum())
 
 
 def _total_epochs(out: pd.DataFrame, df: pd.DataFrame) -> pd.Series:
@@ -238,7 +214,7 @@ def trial_table(df: pd.DataFrame) -> pd.DataFrame:
     (the largest `wall_time_s` seen), hostname; used for the missing-trial notes and the cost."""
     if df.empty or "run_id" not in df.columns:
         return pd.DataFrame(columns=["study", "run_id", "status", "wall_time_s", "hostname"])
-    last = _last_rows(df)
+    last = last_rows(df)
     keep = [c for c in ("study", "run_id", "status", "error", "epoch", "method", "model",
                         "hostname", "test_acc") if c in last.columns]
     out = last[keep].copy()
@@ -265,10 +241,6 @@ def one_scale(df: pd.DataFrame, scale: str | None = None) -> tuple[pd.DataFrame,
         return df, {}
     if not df.index.is_unique:  # e.g. frames concatenated without ignore_index
         df = df.reset_index(drop=True)
-    try:
-        from hiddenlab.study.spaces import SCALES
-    except Exception:  # pragma: no cover
-        SCALES = ("smoke", "paper")
     rank = {s: i for i, s in enumerate(SCALES)}
     keep = pd.Series(True, index=df.index)
     notes = {}

@@ -17,6 +17,8 @@ from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
+from .core import CODE_SUFFIX
+
 PALETTE = sns.color_palette("colorblind", 10)
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "h"]
 BASELINE_STYLES = [("#222222", "--"), ("#777777", ":"), ("#444444", "-."), ("#999999", "--")]
@@ -70,8 +72,10 @@ _LEARNED = [("#222222", ">"), ("#777777", "<"), ("#aaaaaa", "d")]
 
 
 def canonical(label: str) -> str:
-    """The part of a series label that names its colour: 'edge-popup N_k (k = 30%)' -> 'N_k'."""
+    """The part of a series label that names its colour: 'edge-popup N_k (k = 30%)' -> 'N_k';
+    a reference-code variant shares its series' colour ('scaled N_k (code)' -> 'scaled N_k')."""
     base = re.sub(r"^(edge-popup|Zhou et al\.)\s+", "", str(label))
+    base = base.removesuffix(CODE_SUFFIX)
     return re.sub(r"\s*\(k = [^)]*\)$", "", base)
 
 
@@ -104,13 +108,16 @@ class SeriesStyles:
 def draw_series(ax, pts, styles: SeriesStyles, *, series="series", linestyle_by=None,
                 annotate_below: int | None = None, label_prefix=""):
     """Mean line with markers and a ±1 sd band per series; horizontal error bars when x is
-    measured (`x_sd`); `n=...` beside points with fewer seeds than `annotate_below`."""
+    measured (`x_sd`); `n=...` beside points with fewer seeds than `annotate_below`. A
+    reference-code variant (label ending ` (code)`) is dashed in its series' colour."""
     linestyles = ["-", "--", ":", "-."]
     ls_values = sorted(pts[linestyle_by].dropna().unique()) if linestyle_by else []
     for name, g in pts.groupby(series, sort=False):
         g = g.sort_values("x")
         color, marker = styles[name]
         ls = linestyles[ls_values.index(g[linestyle_by].iloc[0]) % 4] if linestyle_by else "-"
+        if str(name).endswith(CODE_SUFFIX):
+            ls = "--"
         if linestyle_by:
             marker = MARKERS[ls_values.index(g[linestyle_by].iloc[0]) % len(MARKERS)]
         x, m, sd = g["x"].to_numpy(float), g["mean"].to_numpy(float), g["sd"].to_numpy(float)

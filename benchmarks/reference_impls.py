@@ -1,6 +1,6 @@
 """The reference code's formulations, re-implemented for side-by-side "old vs new" numbers.
 
-Written from the facts in shared/reference/{methods,pitfalls,performance}.md, not copied: each
+Written from the facts in docs/methods.md, docs/reference-defects.md and docs/performance.md, not copied: each
 layer does what the public reference implementation of its paper does, with its cost profile.
 
 * edge-popup (allenai/hidden-networks): `GetSubnet`, an autograd Function that clones the scores,

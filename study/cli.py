@@ -27,7 +27,7 @@ def method_in(argv: list[str]) -> str | None:
 
 def register(subparsers, argv: list[str] | None = None) -> None:
     method = method_in(argv or [])
-    shown = method if method in METHODS else "edgepopup (the default)"
+    shown = method if method in METHODS else f"{METHODS.default} (the default)"
     p = subparsers.add_parser(
         "train", help="run one trial in the foreground",
         description="Run one trial: progress bar, per-epoch metrics, checkpoint every epoch "

@@ -225,7 +225,7 @@ def rows(study: str, records: dict[str, TrialRecord]) -> list[dict[str, Any]]:
         rec = records[rid]
         cfg_fields = {k: v for k, v in rec.config.items() if k in names}
         try:
-            cfg = TrialConfig.from_dict(cfg_fields)
+            cfg = TrialConfig.from_record(cfg_fields)
             resolved = {"K_resolved": cfg.num_values, "k_resolved": cfg.keep,
                         "init_resolved": cfg.init, "lr_resolved": cfg.lr}
             cfg_fields = cfg.to_dict()

@@ -23,7 +23,7 @@ NO_TRIALS = {
     "selected-weights": "selected vs unselected weight histograms: reads any study's artifacts",
 }
 
-ORDER = ["quickstart", "ep-fig3", "ep-fig4", "ep-fig5", "ep-fig6", "ep-fig7", "ep-fig8",
+ORDER = ["quickstart", "real-data", "ep-fig3", "ep-fig4", "ep-fig5", "ep-fig6", "ep-fig7", "ep-fig8",
          "ep-fig9", "ep-fig10", "sm-k", "sm-gs-ps", "sm-finetune", "sm-related", "scaling-laws"]
 
 

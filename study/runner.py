@@ -109,7 +109,10 @@ def _init_ray(opts: RunOptions) -> bool:
 
     if ray.is_initialized():
         return False
-    env = {k: os.environ[k] for k in ("HIDDENLAB_DATA",) if k in os.environ}
+    # Trials see the driver's data root and plug-ins (a method, model or data set of the user's
+    # own, imported by every process through $HIDDENLAB_PLUGINS from $PYTHONPATH).
+    env = {k: os.environ[k] for k in ("HIDDENLAB_DATA", "HIDDENLAB_PLUGINS", "PYTHONPATH")
+           if k in os.environ}
     runtime_env = {"env_vars": env} if env else None
     kw: dict[str, Any] = dict(include_dashboard=False, log_to_driver=opts.verbose >= 2,
                               runtime_env=runtime_env, configure_logging=True,

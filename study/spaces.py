@@ -90,7 +90,7 @@ def parse_overrides(items: Iterable[str] | Mapping[str, Any] | None) -> Point:
 def applicable(overrides: Point, method: str | None) -> Point:
     """The overrides a trial of `method` takes: every shared field, and the method's own options
     (`--set k=0.3` sets edge-popup's k and leaves the dense baselines of a study alone)."""
-    taken = set(METHODS.get(method or TrialConfig.__dataclass_fields__["method"].default)
+    taken = set(METHODS.get(method or METHODS.default)
                 .Options.field_names())
     shared = {f.name for f in dataclasses.fields(TrialConfig)}
     return {k: v for k, v in overrides.items() if k in shared or k in taken}
@@ -312,10 +312,7 @@ def param_space(trials: Sequence[PlannedTrial], study: str, scale: str) -> dict[
 def config_from_ray(config: Mapping[str, Any]) -> TrialConfig:
     """The TrialConfig of a Ray trial config (meta keys and other methods' options dropped);
     checks the run id."""
-    method = METHODS.get(config.get("method", TrialConfig.__dataclass_fields__["method"].default))
-    names = {f.name for f in dataclasses.fields(TrialConfig) if f.name != "options"} | \
-        set(method.Options.field_names())
-    cfg = TrialConfig.from_dict({k: v for k, v in config.items() if k in names})
+    cfg = TrialConfig.from_record(config)
     rid = config.get("run_id")
     if rid is not None and rid != cfg.run_id():
         raise ConfigError("run_id", f"config names {rid} but its fields hash to {cfg.run_id()}")
@@ -328,7 +325,8 @@ def varying_fields(trials: Sequence[PlannedTrial]) -> list[str]:
         return []
     out = []
     for name in field_names():
-        vals = {json.dumps(getattr(t.cfg, name), sort_keys=True, default=str) for t in trials}
+        vals = {json.dumps(t.cfg.to_dict().get(name), sort_keys=True, default=str)
+                for t in trials}
         if len(vals) > 1:
             out.append(name)
     return out

@@ -12,20 +12,20 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from hiddenlab.analysis.synthetic import demo_results, write_demo_storage  # noqa: E402
+from hiddenlab.analysis.synthetic import USER_STUDY, demo_records, write_demo_storage  # noqa: E402
 from hiddenlab.cli import main  # noqa: E402
 
-STUDIES = ("ep-fig3", "sm-k", "quickstart")
+STUDIES = ("ep-fig3", "sm-k", "quickstart", USER_STUDY)
 
 
 @pytest.fixture(scope="module")
 def storage(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
-    df = demo_results(seeds=3)
     # sm-k's LeNet panel only: enough for a published row and a second method of flip rates,
     # while the test stays fast
-    df = df[(df["study"] != "sm-k") | (df["model"] == "lenet-300-100")]
-    write_demo_storage(root, df, studies=STUDIES, selection_studies=("quickstart",))
+    records = [r for r in demo_records(seeds=3)
+               if r.config["study"] != "sm-k" or r.config["model"] == "lenet-300-100"]
+    write_demo_storage(root, records, studies=STUDIES, selection_studies=("quickstart",))
     return root
 
 
@@ -37,7 +37,8 @@ def out(storage, tmp_path_factory):
 
 
 def test_writes_every_id_whose_studies_exist(out):
-    for fid in ("ep-fig3", "sm-k", "quickstart", "flip-rate", "selected-weights"):
+    for fid in ("ep-fig3", "sm-k", "quickstart", "flip-rate", "selected-weights",
+                "study-my-sweep"):
         for ext in ("png", "pdf", "csv"):
             assert (out / f"{fid}.{ext}").stat().st_size > 0, (fid, ext)
     for fid in ("ep-table1", "sm-setup"):  # tables: CSV and Markdown
@@ -68,6 +69,12 @@ def test_report_lists_skipped_ids_with_missing_studies(out):
     assert "**Reading:** Conv2: U_k peaks at k = 50%" in md
     assert "1 of 144 trials of ep-fig3 not finished (1 ERROR): left out" in md
     assert "trial-hours of wall time" in md and "gpu-node-1" in md
+    # the user's study: its generic figure, the stopped trials counted, the fits shown
+    assert "### study:my-sweep: Study my-sweep" in md and "![study:my-sweep](study-my-sweep.png)" in md
+    assert "- 3 trials stopped early by the scheduler at epoch 2: not finished, in the " \
+        "validation panels and the best-trials table only" in md
+    assert "**power-law fits of test error**" in md
+    assert "[study-my-sweep-best-trials.csv](study-my-sweep-best-trials.csv)" in md
     html = (out / "report.html").read_text()
     pngs = len(list(out.glob("*.png")))
     assert html.count("data:image/png;base64,") == pngs
@@ -78,6 +85,7 @@ def test_study_filter_and_ids(storage, tmp_path):
                  "--id", "sm-k", "ep-fig3", "--no-pdf", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "sm-k.png").exists() and not (tmp_path / "sm-k.pdf").exists()
     md = (tmp_path / "report.md").read_text()
+    assert "[sm-k.csv](sm-k.csv)" in md and "sm-k.pdf" not in md  # no link to a missing file
     assert "ep-fig3 (not selected with --study)" in md
 
 
@@ -86,4 +94,17 @@ def test_bad_input_exits_2(storage, tmp_path, capsys):
                  str(tmp_path)]) == 2
     assert main(["analysis", "figures", "--results", str(storage), "--id", "fig99", "--out",
                  str(tmp_path)]) == 2
-    assert "unknown id 'fig99'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "unknown id 'fig99'" in err and "study:<name>" in err
+
+
+def test_generic_id_of_any_study(storage, tmp_path):
+    assert main(["analysis", "figures", "--results", str(storage), "--id", "study:my-sweep",
+                 "study:nope", "--no-pdf", "--out", str(tmp_path)]) == 0
+    csv = pd.read_csv(tmp_path / "study-my-sweep.csv")
+    assert set(csv["metric"]) == {"test_acc", "best_val_acc"}
+    assert set(csv["kind"]) == {"curve", "baseline", "stopped"}
+    best = pd.read_csv(tmp_path / "study-my-sweep-best-trials.csv")
+    assert best["best_val_acc"].is_monotonic_decreasing and len(best) == 10
+    md = (tmp_path / "report.md").read_text()
+    assert "**study:nope**: missing studies: nope (no results)" in md

@@ -7,24 +7,23 @@ import matplotlib
 matplotlib.use("Agg")
 
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 import hiddenlab.analysis as A  # noqa: E402
 from hiddenlab.analysis.published import claims, compare  # noqa: E402
 from hiddenlab.analysis.report import (cost_tables, render_html, render_markdown,  # noqa: E402
                                        report_blocks)
-from hiddenlab.analysis.synthetic import trial_rows  # noqa: E402
+from hiddenlab.analysis.synthetic import results_frame, trial_record  # noqa: E402
 
 
-def _frame(rows):
-    return pd.DataFrame([r for t in rows for r in t])
+def _frame(records):
+    return results_frame(records)
 
 
 def _ep_imagenet(accs, init="kaiming_normal", model="resnet50", k=0.3, status="TERMINATED",
-                 seed0=0):
-    return [trial_rows("ep-fig8", acc=a, seed=s, method="edgepopup", model=model, k=k,
-                       init=init, dataset="imagenet", status=status)
+                 seed0=0, **kw):
+    return [trial_record("ep-fig8", acc=a, seed=s, method="edgepopup", model=model, k=k,
+                         init=init, dataset="imagenet", status=status, **kw)
             for s, a in enumerate(accs, start=seed0)]
 
 
@@ -39,8 +38,8 @@ def test_missing_study_is_skipped_and_named():
 
 
 def test_study_with_only_failed_trials_is_skipped_not_drawn():
-    df = _frame([trial_rows("sm-k", acc=0.9, seed=s, method="slot-gs", model="slot-conv2",
-                            K=8, status="ERROR", epochs_done=1) for s in range(2)])
+    df = _frame([trial_record("sm-k", acc=0.9, seed=s, method="slot-gs", model="slot-conv2",
+                              K=8, status="ERROR", epochs_done=1) for s in range(2)])
     r = A.build("sm-k", df)
     assert isinstance(r, A.Skipped) and "no finished trials: 2 ERROR" in r.reason
 
@@ -68,8 +67,10 @@ def test_published_rows_match_by_model_init_k_and_dataset():
     rows = _ep_imagenet([0.600, 0.610, 0.620])  # ResNet-50 N_k: published 61.7
     rows += _ep_imagenet([0.700, 0.720], init="signed_constant", model="wide-resnet50-2")
     rows += _ep_imagenet([0.99], k=0.5)  # another k: must not match
-    rows += [trial_rows("sm-k", acc=a, seed=s, method="slot-gs", model="lenet-300-100", K=2,
-                        dataset="mnist") for s, a in enumerate([0.969, 0.971])]
+    # Slot Machines is compared at the best-validation network (the paper stops early)
+    rows += [trial_record("sm-k", acc=a - 0.01, best_acc=a, seed=s, method="slot-gs",
+                          model="lenet-300-100", K=2, dataset="mnist")
+             for s, a in enumerate([0.969, 0.971])]
     c = compare(_frame(rows))
     assert len(c) == len(A.PUBLISHED)
     r = c[(c["setting"] == "edge-popup, ResNet-50, N_k, k=30%, ImageNet") &
@@ -82,8 +83,11 @@ def test_published_rows_match_by_model_init_k_and_dataset():
     assert top1["measured"] == pytest.approx(71.0) and top1["difference"] == pytest.approx(-2.3)
     size = w[w["quantity"] == "sub-network params (M)"].iloc[0]
     assert size["measured"] == pytest.approx(0.3 * 68.8) and size["published"] == 20.6
+    assert r["compared"] == "test acc, last epoch"
     s = c[c["setting"] == "Slot Machines (GS), LeNet-300-100, K=2, MNIST"].iloc[0]
     assert s["measured"] == pytest.approx(97.0) and s["difference"] == pytest.approx(0.0)
+    assert s["compared"] == "test acc, best validation epoch"
+    assert size["compared"] == "–"
     missing = c[c["setting"].str.contains("VGG-19")].iloc[0]
     assert missing["n"] == 0 and np.isnan(missing["measured"])
 
@@ -92,10 +96,10 @@ def test_claims_are_computed_from_figures():
     rows = []
     for K, gs, ps in ((2, 0.90, 0.88), (8, 0.95, 0.93), (32, 0.96, 0.97)):
         for s in range(2):
-            rows.append(trial_rows("sm-gs-ps", acc=gs, seed=s, method="slot-gs",
-                                   model="slot-conv4", K=K))
-            rows.append(trial_rows("sm-gs-ps", acc=ps, seed=s, method="slot-ps",
-                                   model="slot-conv4", K=K))
+            rows.append(trial_record("sm-gs-ps", acc=gs, seed=s, method="slot-gs",
+                                     model="slot-conv4", K=K))
+            rows.append(trial_record("sm-gs-ps", acc=ps, seed=s, method="slot-ps",
+                                     model="slot-conv4", K=K))
     res = A.build_all(_frame(rows), {}, ids=["sm-gs-ps"])
     c = claims(res).set_index("claim")
     assert c.at["GS beats PS at every K", "verdict"] == "does not hold"
@@ -104,17 +108,16 @@ def test_claims_are_computed_from_figures():
 
 
 def test_report_markdown_and_html(tmp_path):
-    rows = _ep_imagenet([0.600, 0.610, 0.620])
-    for r in rows:
-        for e in r:
-            e["hostname"] = "gpu-a"
-    df = _frame(rows)
+    df = _frame(_ep_imagenet([0.600, 0.610, 0.620], hostname="gpu-a"))
     res = A.build_all(df, {}, ids=["ep-fig8", "ep-fig3"])
     A.write_result(res["ep-fig8"], tmp_path, pdf=False)
     blocks = report_blocks(res, df, "STORE", tmp_path)
     md, page = render_markdown(blocks), render_html(blocks)
     assert "| edge-popup (Ramanujan et al. 2020), Table 2 | top-1 (%) | edge-popup, ResNet-50, N_k, " \
-           "k=30%, ImageNet | 61.7 | 61.00 ± 1.00 | -0.70 | 3 | ep-fig8 |" in md
+           "k=30%, ImageNet | 61.7 | 61.00 ± 1.00 | -0.70 | 3 | ep-fig8 | test acc, last epoch |" \
+           in md
+    assert "| Slot Machines (GS), LeNet-300-100, K=2, MNIST | 97 | not measured | – | 0 | – | " \
+           "test acc, best validation epoch |" in md
     assert "**ep-fig3**: missing studies: ep-fig3 (no results)" in md
     assert "![ep-fig8](ep-fig8.png)" in md and "**Reading:** best hidden sub-network" in md
     assert 'src="data:image/png;base64,iVBOR' in page  # the PNG inline

@@ -3,7 +3,6 @@ histogram bins, and a round trip through `hiddenlab.study.export` itself."""
 
 from __future__ import annotations
 
-import json
 
 import matplotlib
 
@@ -14,23 +13,15 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 import hiddenlab.analysis as A  # noqa: E402
-from hiddenlab.analysis.figures.dynamics import _merge_runs, expand_layer_flips, rebin  # noqa: E402
+from hiddenlab.analysis.figures.dynamics import _merge_runs, layer_flips, rebin  # noqa: E402
 from hiddenlab.analysis.results import one_scale  # noqa: E402
-from hiddenlab.analysis.synthetic import trial_rows  # noqa: E402
-
-
-def _frame(trials, **extra):
-    df = pd.DataFrame([r for t in trials for r in t])
-    for k, v in extra.items():
-        df[k] = v
-    return df
+from hiddenlab.analysis.synthetic import results_frame, trial_record  # noqa: E402
 
 
 def _ep3(accs, scale, epochs, seed0=0):
-    df = _frame([trial_rows("ep-fig3", acc=a, seed=s, method="edgepopup", model="conv4", k=0.5,
-                            epochs=epochs) for s, a in enumerate(accs, start=seed0)])
-    df["scale"] = scale
-    return df
+    return results_frame(trial_record("ep-fig3", acc=a, seed=s, method="edgepopup",
+                                      model="conv4", k=0.5, epochs=epochs, scale=scale)
+                         for s, a in enumerate(accs, start=seed0))
 
 
 def test_one_scale_per_study_prefers_paper_and_says_so():
@@ -46,29 +37,37 @@ def test_one_scale_per_study_prefers_paper_and_says_so():
 
 
 def test_pooled_configurations_are_flagged():
-    rows = [trial_rows("ep-fig3", acc=0.7, seed=s, method="edgepopup", model="conv4", k=0.5)
+    rows = [trial_record("ep-fig3", acc=0.7, seed=s, method="edgepopup", model="conv4", k=0.5)
             for s in range(2)]
-    rows += [trial_rows("ep-fig3", acc=a, seed=0, method="dense", model="conv4", lr=lr)
+    rows += [trial_record("ep-fig3", acc=a, seed=0, method="dense", model="conv4", lr=lr)
              for a, lr in ((0.6, 0.1), (0.7, 0.01))]
-    r = A.build("ep-fig3", _frame(rows))
+    r = A.build("ep-fig3", results_frame(rows))
     b = r.data[r.data["kind"] == "baseline"].iloc[0]
     assert b["configs"] == 2 and b["n"] == 2
     assert any("more than one configuration" in n for n in r.notes)
 
 
-def test_json_layer_flip_rates_are_expanded():
-    df = _frame([trial_rows("quickstart", acc=0.5, seed=s, method="edgepopup", model="conv2")
-                 for s in range(2)])
-    layer_cols = [c for c in df.columns if c.startswith("flip_rate_layers/")]
-    df["flip_rate_layers"] = [json.dumps({c.split("/")[1]: v for c, v in zip(layer_cols, vals)})
-                              if np.isfinite(vals).all() else None
-                              for vals in df[layer_cols].to_numpy()]
-    want = df.loc[df["epoch"] == 3, "flip_rate_layers/fc1"].mean() * 100
-    df = df.drop(columns=layer_cols)
-    assert "flip_rate_layers/fc1" in expand_layer_flips(df).columns
+def test_per_layer_flip_rates_come_from_the_exporters_json_column():
+    recs = [trial_record("quickstart", acc=0.5, seed=s, method="edgepopup", model="conv2")
+            for s in range(2)]
+    df = results_frame(recs)
+    assert df["flip_rate_layers"].map(type).eq(str).all()  # the exporter writes JSON text
+    assert not any(c.startswith("flip_rate_layers/") for c in df.columns)
+    want = np.mean([r.results[2]["flip_rate_layers"]["fc1"] for r in recs]) * 100
+    long = layer_flips(df)
+    assert set(long["layer"]) == {"conv1", "conv2", "fc1", "fc2", "fc3"}
     d = A.flip_rate(df).data
-    got = d[(d["layer"] == "fc1") & (d["x"] == 3)]["mean"].item()
-    assert got == pytest.approx(want)
+    assert row_of(d, layer="fc1", x=3)["mean"] == pytest.approx(want)
+    # a dense trial reports no per-layer flips: nothing to expand, and no per-layer panel
+    dense = results_frame([trial_record("quickstart", acc=0.5, method="dense", model="conv2")])
+    assert layer_flips(dense).empty
+
+
+def row_of(d, **where):
+    for k, v in where.items():
+        d = d[d[k] == v]
+    assert len(d) == 1
+    return d.iloc[0]
 
 
 def test_rebin_keeps_counts_and_merges_runs_with_different_bins():
@@ -101,10 +100,12 @@ def test_exporter_round_trip(tmp_path):
                      "val_acc": 0.5, "lr": 0.1 / e, "params": 2425024,
                      "flip_rate": 0.1 / e, "flip_rate_layers": {"conv1": 0.2 / e, "fc3": 0.05 / e},
                      "kept_fraction": k, "subnet_params": int(k * 2425024),
+                     "best_val_epoch": 1, "best_val_acc": 0.5,
                      "epoch_time_s": 3.0, "wall_time_s": 3.0 * e, "hostname": "node-x",
                      "eval_mode": "deterministic"}
                 if e == 2:
-                    m.update(test_acc=acc + k / 10, test_loss=0.5, done=True)
+                    m.update(test_acc=acc + k / 10, test_loss=0.5, best_val_test_acc=acc,
+                             best_val_test_loss=0.6, done=True)
                 results.append(m)
             records[rid] = export.TrialRecord(rid, cfg, "TERMINATED", "exp", f"t{seed}{k}",
                                               results=results)
@@ -115,6 +116,7 @@ def test_exporter_round_trip(tmp_path):
     p = r.data[(r.data["series"] == "N_k") & (r.data["x"] == 50)].iloc[0]
     assert p["mean"] == pytest.approx((0.75 + 0.79) / 2 * 100) and p["n"] == 2
     assert p.get("configs", 1) == 1
+    assert set(df["epoch_lr"].dropna()) == {0.1, 0.05}  # the metric `lr`, renamed
     d = A.flip_rate(df).data
     assert d[(d["layer"] == "conv1") & (d["x"] == 2)]["mean"].item() == pytest.approx(10.0)
     host, _, total = A.report.cost_tables(df)

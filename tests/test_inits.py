@@ -1,4 +1,4 @@
-"""Every distribution of inits.md: sample std / values against the formula, scaled forms for
+"""Every distribution of docs/inits.md: sample std / values against the formula, scaled forms for
 several k (std x 1/sqrt(k), k the fraction kept), slot presets and score inits."""
 
 import math

@@ -14,9 +14,9 @@ import pandas as pd
 
 from ..core import (NoData, aggregate, dataset_label, init_label,
                     method_label, model_label, natural_key)
-from ..results import final_results, one_scale, select_study
+from ..results import ACCURACY, LAST, final_results, one_scale, select_study, use_accuracy
 from ..style import (SeriesStyles, baseline_styles, draw_baselines, draw_series, finish,
-                     hide_unused, log2_axis, new_figure)
+                     hide_unused, log2_axis, new_figure, tex)
 from ..trends import compare, phrase, tolerance
 
 ACC_LABEL = "test accuracy (%)"
@@ -32,14 +32,28 @@ def arch_order(arch: str):
     return (rank, natural_key(a))
 
 
-def prepare(df: pd.DataFrame, study, fig_id: str) -> pd.DataFrame:
+def prepare(df: pd.DataFrame, study, fig_id: str, accuracy: str = LAST,
+            why: str = "") -> tuple[pd.DataFrame, list[str]]:
     """Finished trials of `study` (None: the whole frame) at one scale (`one_scale`: the largest
-    present), or NoData naming what is missing."""
+    present) with `acc` from the `accuracy` column, and the notes saying which accuracy that is
+    (`why`: the reason); NoData naming what is missing."""
     final = final_results(one_scale(select_study(df, study))[0])
     if final.empty:
         where = f"study {study}" if study else "the frame"
         raise NoData(f"{fig_id}: no finished trials in {where}")
-    return final
+    final, fallback = use_accuracy(final, accuracy)
+    note = f"accuracy: test accuracy of {ACCURACY[accuracy]} (`{accuracy}`)" + \
+        (f"; {why}" if why else "")
+    notes = [note]
+    if fallback:
+        notes.append(f"{fallback} trials have no `{accuracy}` (exported before it was recorded): "
+                     f"their last-epoch `{LAST}` is used")
+    return final, notes
+
+
+def with_accuracy(data: pd.DataFrame, accuracy: str) -> pd.DataFrame:
+    """The plotted frame with the accuracy column it was computed from (for the CSV)."""
+    return data.assign(accuracy=accuracy)
 
 
 def label_columns(f: pd.DataFrame, with_dataset: bool = False) -> pd.DataFrame:
@@ -121,11 +135,11 @@ def curve_figure(fig_id: str, title: str, pts: pd.DataFrame, base: pd.DataFrame 
     bstyles = baseline_styles(base["series"])
     for ax, panel in zip(np.ravel(axes), panels):
         p = pts[pts["panel"] == panel]
-        draw_series(ax, p, styles, linestyle_by=linestyle_by, annotate_below=n_max)
-        draw_baselines(ax, base[base["panel"] == panel], annotate_below=n_max, styles=bstyles)
+        draw_panel(ax, p, base[base["panel"] == panel], styles, bstyles, n_max,
+                   linestyle_by=linestyle_by)
         ax.set_title(panel)
         ax.set_xlabel(_per_panel(xlabel, panel))
-        ax.set_ylabel(ylabel)
+        ax.set_ylabel(_per_panel(ylabel, panel))
         if _per_panel(logx2, panel):
             log2_axis(ax, p["x"])
         if _per_panel(xfmt, panel):
@@ -140,6 +154,31 @@ def curve_figure(fig_id: str, title: str, pts: pd.DataFrame, base: pd.DataFrame 
     data = data[[c for c in front if c in data.columns] +
                 [c for c in data.columns if c not in front and c != "panel_rank"]]
     return fig, data.reset_index(drop=True)
+
+
+def draw_panel(ax, pts, base, styles, bstyles, n_max: int, linestyle_by=None) -> None:
+    """One panel: a line ± 1 sd per series, baselines as horizontal lines, n beside points with
+    fewer than `n_max` seeds."""
+    draw_series(ax, pts, styles, linestyle_by=linestyle_by, annotate_below=n_max)
+    draw_baselines(ax, base, annotate_below=n_max, styles=bstyles)
+
+
+def category_panel(ax, pts: pd.DataFrame, base: pd.DataFrame, n_max: int,
+                   ylabel: str = ACC_LABEL) -> None:
+    """Mean ± 1 sd per series as points on a categorical x (one per series, in the frame's
+    order), baselines (e.g. learned dense) as horizontal reference lines with their band."""
+    styles = SeriesStyles(list(pts["series"]))
+    for i, (_, r) in enumerate(pts.iterrows()):
+        color, marker = styles[r["series"]]
+        ax.errorbar([i], [r["mean"]], yerr=[0 if not np.isfinite(r["sd"]) else r["sd"]],
+                    fmt=marker, color=color, capsize=4, ms=7, lw=1.6)
+        ax.annotate(f"{r['mean']:.1f}" + (f"\nn={int(r['n'])}" if r["n"] < n_max else ""),
+                    (i, r["mean"]), textcoords="offset points", xytext=(8, -4), fontsize=7,
+                    color=color)
+    draw_baselines(ax, base, annotate_below=n_max)
+    ax.set_xticks(range(len(pts)), [tex(s) for s in pts["series"]], rotation=20, ha="right")
+    ax.set_xlim(-0.6, len(pts) - 0.4)
+    ax.set_ylabel(ylabel)
 
 
 def _per_panel(option, panel):

@@ -1,8 +1,9 @@
 """Selection dynamics and what gets selected (beyond the papers).
 
 `flip_rate`: the per-epoch fraction of connections whose selection changed (`flip_rate`, and
-per layer `flip_rate_layers/<name>`), mean ± sd over seeds of one configuration. Top row: every
-configuration per method; bottom row: per layer for the configuration with most seeds.
+per layer the exporter's JSON column `flip_rate_layers`), mean ± sd over seeds of one
+configuration. Top row: one configuration per model and method; bottom row: per layer for the
+first of them.
 
 `selected_weights`: histograms of the frozen weight values that the final selection kept vs those
 it left out, per layer, from `selection.json` artifacts (counts summed over seeds when the bins
@@ -23,7 +24,6 @@ from matplotlib.ticker import MaxNLocator
 
 from ..style import PALETTE, SeriesStyles, finish, new_figure, styled, tex
 
-LAYER_PREFIX = "flip_rate_layers/"
 MAX_SERIES = 6
 MAX_LAYERS = 6
 
@@ -67,33 +67,26 @@ def pick_configs(fm: pd.DataFrame, max_series: int) -> pd.DataFrame:
     return g.sort_values("rank").head(max_series)
 
 
-def expand_layer_flips(df: pd.DataFrame) -> pd.DataFrame:
-    """Per-layer flip rates as `flip_rate_layers/<layer>` columns. The trainer reports them as a
-    dict `flip_rate_layers`; an exporter may keep it as a JSON string column or flatten it (Ray
-    Tune's `/` convention): both end up the same here."""
-    if "flip_rate_layers" not in df.columns:
-        return df
-    def parse(v):
-        if isinstance(v, dict):
-            return v
-        if isinstance(v, str) and v.strip().startswith("{"):
-            try:
-                return json.loads(v)
-            except ValueError:
-                return {}
-        return {}
-    per = pd.DataFrame([parse(v) for v in df["flip_rate_layers"]], index=df.index)
-    per = per.add_prefix(LAYER_PREFIX).astype(float)
-    keep = [c for c in df.columns if c not in per.columns and c != "flip_rate_layers"]
-    return pd.concat([df[keep], per], axis=1)
+def layer_flips(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per-layer flip rates in long form (run_id, epoch, layer, flip_rate) from the exporter's
+    `flip_rate_layers` column: the trainer's dict, written as a JSON string."""
+    out = []
+    if "flip_rate_layers" not in rows.columns:  # no trial of the frame selects per layer
+        return pd.DataFrame(out, columns=["run_id", "epoch", "layer", "flip_rate"])
+    for rid, epoch, text in zip(rows["run_id"], rows["epoch"], rows["flip_rate_layers"]):
+        if not isinstance(text, str):
+            continue
+        for layer, v in json.loads(text).items():
+            out.append((rid, epoch, layer, float(v)))
+    return pd.DataFrame(out, columns=["run_id", "epoch", "layer", "flip_rate"])
 
 
 def _epoch_rows(df: pd.DataFrame, study) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-epoch rows of finished trials that report a flip rate, and their final rows.
     A trial run in two studies (same run id) counts once."""
-    d = expand_layer_flips(one_scale(select_study(df, study))[0])
+    d = one_scale(select_study(df, study))[0]
     final = final_results(d)
-    if final.empty or "flip_rate" not in d.columns:
+    if final.empty:
         raise NoData("flip-rate: no finished trial reports flip_rate")
     final = final.drop_duplicates("run_id")
     rows = d.merge(final[["study", "run_id"]], on=["study", "run_id"])
@@ -113,7 +106,7 @@ def flip_rate(df: pd.DataFrame, study=None, max_series: int = MAX_SERIES) -> Fig
     of them."""
     fig_id, title = "flip-rate", "Selection dynamics: connections changing selection per epoch"
     rows, final = _epoch_rows(df, study)
-    layer_cols = [c for c in rows.columns if c.startswith(LAYER_PREFIX) and rows[c].notna().any()]
+    layers = layer_flips(rows)
     known = ("edgepopup", "supermask", "slot-gs", "slot-ps")
     methods = [m for m in known if m in set(final["method"])] + \
         sorted(set(final["method"]) - set(known))
@@ -128,7 +121,7 @@ def flip_rate(df: pd.DataFrame, study=None, max_series: int = MAX_SERIES) -> Fig
                          f"of {n_cfg}; most seeds, then closest to k = 50% / K = 8 / width 1)"
                          + (f"; {n_arch - max_series} models not drawn"
                             if n_arch > max_series else ""))
-    nrows = 2 if layer_cols else 1
+    nrows = 2 if len(layers) else 1
     fig, axes = new_figure(nrows, len(methods), panel=(3.6, 2.9))
     for j, m in enumerate(methods):
         fm = final[final["method"] == m]
@@ -150,35 +143,13 @@ def flip_rate(df: pd.DataFrame, study=None, max_series: int = MAX_SERIES) -> Fig
         if j == 0:
             ax.set_ylabel("selections changed\n(% of connections)")
         ax.legend(fontsize=6.5)
-        if layer_cols and not chosen[m].empty:
+        parts_layer = ""
+        if len(layers) and not chosen[m].empty:
             top = chosen[m].iloc[0]
             ids = set(fm.loc[fm["group"] == top["group"], "run_id"])
-            r = rows[rows["run_id"].isin(ids)]
-            cols = [c for c in layer_cols if r[c].notna().any()]
-            lax = axes[1, j]
-            shades = _layer_colours(len(cols))
-            for c, color in zip(cols, shades):
-                agg = _per_epoch(r, c)
-                name = c[len(LAYER_PREFIX):]
-                agg.insert(0, "series", top["label"])
-                agg.insert(0, "panel", f"{method_label(m)} per layer")
-                agg["layer"] = name
-                frames.append(agg)
-                _draw(lax, agg, color, None, name, band=False)
-            lax.set_title(f"{method_label(m)}\n{top['label']}, per layer", fontsize="small")
-            lax.set_xlabel("epoch")
-            lax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            if j == 0:
-                lax.set_ylabel("per layer (%)")
-            lax.legend(fontsize=6, ncol=2)
-            if cols:
-                last = {c[len(LAYER_PREFIX):]: _per_epoch(r, c)["mean"].iloc[-1] for c in cols}
-                hot = max(last, key=last.get)
-                parts_layer = f", most active layer at the end: {hot} ({last[hot]:.2g}%)"
-            else:
-                parts_layer = ""
-        else:
-            parts_layer = ""
+            per = layers[layers["run_id"].isin(ids)]
+            parts_layer = _draw_layers(axes[1, j], per, method_label(m), top["label"], frames,
+                                       first=j == 0)
         if not chosen[m].empty:
             top = chosen[m].iloc[0]
             d = [f for f in frames if f["panel"].iloc[0] == method_label(m)
@@ -192,6 +163,32 @@ def flip_rate(df: pd.DataFrame, study=None, max_series: int = MAX_SERIES) -> Fig
     data["kind"] = np.where(data["layer"] == "", "curve", "layer")
     data = data[["panel", "series", "layer", "kind", "x", "mean", "sd", "n"]]
     return FigureResult(fig_id, data, fig, "; ".join(parts), notes=notes, title=title)
+
+
+def _draw_layers(lax, per: pd.DataFrame, method: str, label: str, frames: list,
+                 first: bool) -> str:
+    """Per-layer flip rates of one configuration (layers in the order the trainer reports
+    them); returns the reading's note on the most active layer at the end."""
+    names = list(dict.fromkeys(per["layer"]))
+    last = {}
+    for name, color in zip(names, _layer_colours(len(names))):
+        agg = _per_epoch(per[per["layer"] == name], "flip_rate")
+        agg.insert(0, "series", label)
+        agg.insert(0, "panel", f"{method} per layer")
+        agg["layer"] = name
+        frames.append(agg)
+        last[name] = agg["mean"].iloc[-1]
+        _draw(lax, agg, color, None, name, band=False)
+    lax.set_title(f"{method}\n{label}, per layer", fontsize="small")
+    lax.set_xlabel("epoch")
+    lax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if first:
+        lax.set_ylabel("per layer (%)")
+    lax.legend(fontsize=6, ncol=2)
+    if not last:
+        return ""
+    hot = max(last, key=last.get)
+    return f", most active layer at the end: {hot} ({last[hot]:.2g}%)"
 
 
 def _per_epoch(r: pd.DataFrame, col: str) -> pd.DataFrame:

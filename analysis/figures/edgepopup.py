@@ -1,8 +1,10 @@
 """edge-popup (Ramanujan et al. 2020): Table 1, Figs 3-10 and Table 2, each a pure function of a
 results frame (Table 1 of nothing: it is computed from the models).
 
-x axes follow the paper: % of weights kept (k x 100; Zhou's realised fraction), width multiplier,
-sub-network parameters. Learned dense baselines are horizontal where the paper draws them so.
+x axes follow the paper: % of weights kept (k x 100; for Zhou the realised fraction by Zhou's own
+definition, `kept_fraction_paper`), width multiplier, sub-network parameters. Learned dense
+baselines are horizontal where the paper draws them so. Accuracies are the last epoch's
+(`test_acc`): edge-popup selects no epoch on validation.
 """
 
 from __future__ import annotations
@@ -11,12 +13,22 @@ import numpy as np
 import pandas as pd
 
 from ..archs import analytic_params, describe, layers_of, model_params
-from ..core import (FigureResult, NoData, aggregate, fmt_count, fmt_x, init_label, method_label,
-                    model_label)
+from ..core import (CODE_SUFFIX, FigureResult, NoData, aggregate, fmt_count, fmt_x, fmt_pct,
+                    init_label, method_label, model_label)
+from ..results import LAST
 from ..style import SeriesStyles, finish, new_figure, styled, tex
 from ..trends import compare, phrase, tolerance
 from ._common import (ACC_LABEL, KEPT_LABEL, TOP1_LABEL, baselines, curve_figure, curve_reading,
-                      dense_label, init_series, label_columns, pct_axis, points, prepare)
+                      dense_label, init_series, label_columns, pct_axis, points, prepare,
+                      with_accuracy)
+
+WHY = ("edge-popup selects no epoch on validation (the reference code's best-over-epochs "
+       "number selects on the test set: docs/published.md)")
+
+
+def _prepare(df, study, fig_id):
+    final, notes = prepare(df, study, fig_id, LAST, WHY)
+    return label_columns(final), notes
 
 
 def _kept_pct(f: pd.DataFrame) -> pd.Series:
@@ -63,11 +75,9 @@ def _arch_table(fig_id: str, title: str, models) -> FigureResult:
 # --- Figs 3, 7, 10: accuracy vs % of weights, one line per init --------------------------------
 
 @styled
-def _inits_vs_k(df, study, fig_id, title, ylabel=ACC_LABEL, inits=None) -> FigureResult:
-    f = label_columns(prepare(df, study, fig_id))
+def _inits_vs_k(df, study, fig_id, title, ylabel=ACC_LABEL) -> FigureResult:
+    f, notes = _prepare(df, study, fig_id)
     lines = f[f["method"] == "edgepopup"].copy()
-    if inits is not None:
-        lines = lines[lines["init_resolved"].isin(inits)]
     if lines.empty:
         raise NoData(f"{fig_id}: no finished edge-popup trials in {study}")
     lines["series"] = init_series(lines)
@@ -77,7 +87,59 @@ def _inits_vs_k(df, study, fig_id, title, ylabel=ACC_LABEL, inits=None) -> Figur
     pts = points(lines)
     b = baselines(base, set(pts["panel"]))
     fig, data = curve_figure(fig_id, title, pts, b, xlabel=KEPT_LABEL, ylabel=ylabel, xfmt=pct_axis)
-    return FigureResult(fig_id, data, fig, curve_reading(data, "k", "%"), title=title)
+    result = FigureResult(fig_id, with_accuracy(data, LAST), fig, curve_reading(data, "k", "%"),
+                          notes=notes, title=title)
+    gap = scaled_code_gap(data)
+    if not gap.empty:
+        result.extra["scaled-code"] = gap
+        result.table = _gap_table(gap)
+        result.reading += "; " + _gap_reading(gap)
+        result.notes.append("scaled inits in both forms: `scaled_*` multiplies the std by "
+                            "1/sqrt(k) (right for every k), `scaled_*_code` (dashed, `(code)`) "
+                            "by 1/sqrt(1-k) as the edge-popup code does (equal at k = 50%); the "
+                            "table gives their difference per k")
+    return result
+
+
+def scaled_code_gap(data: pd.DataFrame) -> pd.DataFrame:
+    """Per panel, scaled init and k: the correct scaled form (std x 1/sqrt(k)) against the
+    reference code's (x 1/sqrt(1-k)), and their difference in percentage points; `std_ratio` is
+    the code's std over the correct one's, sqrt(k / (1 - k))."""
+    c = data[data["kind"] == "curve"]
+    rows = []
+    for (panel, series), g in c.groupby(["panel", "series"], sort=False):
+        code = c[(c["panel"] == panel) & (c["series"] == series + CODE_SUFFIX)]
+        if not series.startswith("scaled ") or code.empty:
+            continue
+        both = g.merge(code, on="x", suffixes=("", "_code"))
+        for _, r in both.iterrows():
+            k = r["x"] / 100
+            rows.append({"panel": panel, "init": series, "x": r["x"], "mean": r["mean"],
+                         "sd": r["sd"], "n": r["n"], "mean_code": r["mean_code"],
+                         "sd_code": r["sd_code"], "n_code": r["n_code"],
+                         "difference": r["mean"] - r["mean_code"],
+                         "std_ratio": np.sqrt(k / (1 - k)) if 0 < k < 1 else np.nan})
+    return pd.DataFrame(rows)
+
+
+def _gap_table(gap: pd.DataFrame) -> pd.DataFrame:
+    def cell(m, sd, n):
+        return f"{m:.1f}" + (f" ± {sd:.1f}" if np.isfinite(sd) else "") + f" (n={int(n)})"
+
+    return pd.DataFrame({
+        "panel": gap["panel"], "init": gap["init"], "k (%)": gap["x"].map(fmt_x),
+        "scaled, 1/√k (%)": [cell(m, s, n) for m, s, n in zip(gap["mean"], gap["sd"], gap["n"])],
+        "scaled (code), 1/√(1−k) (%)": [cell(m, s, n) for m, s, n in
+                                         zip(gap["mean_code"], gap["sd_code"], gap["n_code"])],
+        "difference (pp)": [f"{d:+.2f}" for d in gap["difference"]],
+        "std code / correct": [fmt_pct(v, 2) for v in gap["std_ratio"]]})
+
+
+def _gap_reading(gap: pd.DataFrame) -> str:
+    big = gap.loc[gap["difference"].abs().idxmax()]
+    return (f"scaled 1/√k minus the code's 1/√(1−k): mean |difference| "
+            f"{gap['difference'].abs().mean():.1f} pp, largest {big['difference']:+.1f} pp "
+            f"({big['panel']} {big['init']}, k = {fmt_x(big['x'])}%)")
 
 
 def fig3(df: pd.DataFrame, study="ep-fig3") -> FigureResult:
@@ -87,12 +149,14 @@ def fig3(df: pd.DataFrame, study="ep-fig3") -> FigureResult:
 
 
 def fig7(df: pd.DataFrame, study="ep-fig7") -> FigureResult:
-    """Fig 7: the weight distribution (N_k, U_k, scaled, Xavier normal, Kaiming uniform)."""
+    """Fig 7: the weight distribution (N_k, U_k, scaled in both forms, Xavier normal, Kaiming
+    uniform); the table compares the two scaled forms per k."""
     return _inits_vs_k(df, study, "ep-fig7", "Fig 7 · Weight distribution (CIFAR-10)")
 
 
 def fig10(df: pd.DataFrame, study="ep-fig10") -> FigureResult:
-    """Fig 10: ImageNet ResNet-50, N_k vs scaled N_k and U_k vs scaled U_k."""
+    """Fig 10: ImageNet ResNet-50, N_k vs scaled N_k and U_k vs scaled U_k (both scaled forms);
+    the table compares the two scaled forms per k."""
     return _inits_vs_k(df, study, "ep-fig10", "Fig 10 · Scaled init on ImageNet (ResNet-50)",
                        ylabel=TOP1_LABEL)
 
@@ -104,7 +168,7 @@ def fig4(df: pd.DataFrame, study="ep-fig4") -> FigureResult:
     """Fig 4 "Going wider": accuracy vs width multiplier, edge-popup (k = 50%) N_k and U_k vs
     learned dense at the same width."""
     fig_id, title = "ep-fig4", "Fig 4 · Going wider: edge-popup at k = 50% vs learned"
-    f = label_columns(prepare(df, study, fig_id))
+    f, notes = _prepare(df, study, fig_id)
     f = f[f["method"].isin(["edgepopup", "dense"])].copy()
     if not (f["method"] == "edgepopup").any():
         raise NoData(f"{fig_id}: no finished edge-popup trials in {study}")
@@ -118,7 +182,8 @@ def fig4(df: pd.DataFrame, study="ep-fig4") -> FigureResult:
     f["x"] = f["width_mult"].astype(float)
     pts = points(f)
     fig, data = curve_figure(fig_id, title, pts, None, xlabel="width multiplier")
-    return FigureResult(fig_id, data, fig, _wide_reading(data), title=title)
+    return FigureResult(fig_id, with_accuracy(data, LAST), fig, _wide_reading(data), notes=notes,
+                        title=title)
 
 
 def _wide_reading(data: pd.DataFrame) -> str:
@@ -163,7 +228,7 @@ def fig5(df: pd.DataFrame, study="ep-fig5") -> FigureResult:
     """Fig 5: Conv4 with a fixed number of kept weights, varying width: one curve per constant
     size c1 < c2 < c3 (the sizes of k = 30, 50, 70% at width 1)."""
     fig_id, title = "ep-fig5", "Fig 5 · Fixed sub-network size, varying width"
-    f = label_columns(prepare(df, study, fig_id))
+    f, notes = _prepare(df, study, fig_id)
     lines = f[f["method"] == "edgepopup"].copy()
     if lines.empty:
         raise NoData(f"{fig_id}: no finished edge-popup trials in {study}")
@@ -195,32 +260,56 @@ def fig5(df: pd.DataFrame, study="ep-fig5") -> FigureResult:
     parts = []
     for s, g in data[data["series"].str.startswith("c")].groupby("series", sort=True):
         parts.append(f"{s.split(' (')[0]}: {phrase(g['x'], g['mean'], 'width', tol, xunit='x')}")
-    return FigureResult(fig_id, data, fig, "; ".join(parts), title=title)
+    return FigureResult(fig_id, with_accuracy(data, LAST), fig, "; ".join(parts), notes=notes,
+                        title=title)
 
 
 # --- Figs 6, 9: edge-popup vs Zhou --------------------------------------------------------
 
 @styled
 def _methods_vs_kept(df, study, fig_id, title, ylabel=ACC_LABEL) -> FigureResult:
-    f = label_columns(prepare(df, study, fig_id))
+    f, notes = _prepare(df, study, fig_id)
     lines = f[f["method"].isin(["edgepopup", "supermask"])].copy()
     if lines.empty:
         raise NoData(f"{fig_id}: no finished edge-popup or supermask trials in {study}")
     lines["series"] = init_series(lines, with_method=True)
     # Zhou's kept fraction is not set but learned: its x is the realised fraction (mean ± sd over
-    # seeds of one config); edge-popup's is exact.
+    # seeds of one config) by Zhou's definition; edge-popup's k is exact.
     zhou = lines["method"] == "supermask"
-    realised = lines["kept_fraction"].astype(float) if "kept_fraction" in lines.columns else \
-        pd.Series(np.nan, index=lines.index)
-    lines["xm"] = np.where(zhou & realised.notna(), realised, lines["k_resolved"].astype(float)) * 100
+    realised, note = zhou_kept(lines[zhou])
+    lines["xm"] = lines["k_resolved"].astype(float) * 100
+    lines.loc[zhou, "xm"] = realised * 100
+    if note:
+        notes.append(note)
     pts = points(lines, measured_x="xm")
     pts.loc[pts["method"] != "supermask", "x_sd"] = np.nan
     base = f[f["method"] == "dense"].copy()
     base["series"] = dense_label(base)
     b = baselines(base, set(pts["panel"]))
-    fig, data = curve_figure(fig_id, title, pts, b, xlabel=KEPT_LABEL + " (Zhou: realised)",
+    fig, data = curve_figure(fig_id, title, pts, b,
+                             xlabel=KEPT_LABEL + " (Zhou: realised, mean over layers)",
                              ylabel=ylabel, linestyle_by="method", xfmt=pct_axis)
-    return FigureResult(fig_id, data, fig, _vs_zhou_reading(data), title=title)
+    return FigureResult(fig_id, with_accuracy(data, LAST), fig, _vs_zhou_reading(data),
+                        notes=notes, title=title)
+
+
+def zhou_kept(zhou: pd.DataFrame) -> tuple[pd.Series, str]:
+    """Zhou's realised fraction kept per trial by Zhou's definition (`kept_fraction_paper`: the
+    unweighted mean over layers of the fraction a sampled mask keeps), and the note saying so;
+    trials without it fall back to `kept_fraction` (connection-weighted, evaluation mask
+    p > 0.5), counted in the note."""
+    if zhou.empty:
+        return pd.Series(dtype=float), ""
+    weighted = zhou["kept_fraction"].astype(float)
+    paper = zhou["kept_fraction_paper"].astype(float) if "kept_fraction_paper" in zhou.columns \
+        else pd.Series(np.nan, index=zhou.index)
+    missing = int(paper.isna().sum())
+    note = ("Zhou's x: `kept_fraction_paper`, Zhou's definition (unweighted mean over layers of "
+            "the fraction kept by a sampled mask)")
+    if missing:
+        note += (f"; {missing} of {len(zhou)} Zhou trials lack it and use `kept_fraction` "
+                 "instead (connection-weighted, evaluation mask p > 0.5)")
+    return paper.where(paper.notna(), weighted), note
 
 
 def _vs_zhou_reading(data: pd.DataFrame) -> str:
@@ -249,7 +338,7 @@ def fig9(df: pd.DataFrame, study="ep-fig9") -> FigureResult:
 # --- Fig 8 and Table 2: ImageNet size vs accuracy --------------------------------------------
 
 def _fig8_points(df, study, fig_id):
-    f = label_columns(prepare(df, study, fig_id))
+    f, notes = _prepare(df, study, fig_id)
     f = f[f["method"].isin(["edgepopup", "dense"])].copy()
     if f.empty:
         raise NoData(f"{fig_id}: no finished edge-popup or dense trials in {study}")
@@ -267,7 +356,7 @@ def _fig8_points(df, study, fig_id):
     pts = pts.merge(first.reset_index(), on=["series", "panel"])
     pts = pts.rename(columns={"panel": "model"}).drop(columns="panel_rank")
     pts.insert(0, "panel", "ImageNet")
-    return pts
+    return with_accuracy(pts, LAST), notes
 
 
 @styled
@@ -275,7 +364,7 @@ def fig8(df: pd.DataFrame, study="ep-fig8") -> FigureResult:
     """Fig 8: ImageNet top-1 vs sub-network parameters, edge-popup (k = 30%) in ResNet-50/101 and
     WRN-50-2 vs learned dense ResNet-18/34/50/101; points labelled by model."""
     fig_id, title = "ep-fig8", "Fig 8 · ImageNet: accuracy vs sub-network size"
-    pts = _fig8_points(df, study, fig_id)
+    pts, notes = _fig8_points(df, study, fig_id)
     fig, axes = new_figure(1, 1, panel=(6.0, 4.2))
     ax = axes[0, 0]
     n_max = int(pts["n"].max())
@@ -295,7 +384,7 @@ def fig8(df: pd.DataFrame, study="ep-fig8") -> FigureResult:
     finish(fig, axes, title, n_max)
     data = pts.sort_values(["method", "series", "x"]).reset_index(drop=True)
     data["kind"] = "curve"
-    return FigureResult(fig_id, data, fig, _fig8_reading(data), title=title)
+    return FigureResult(fig_id, data, fig, _fig8_reading(data), notes=notes, title=title)
 
 
 def _fig8_reading(data: pd.DataFrame) -> str:
@@ -322,7 +411,7 @@ def table2(df: pd.DataFrame, study="ep-fig8") -> FigureResult:
     from ..published import lookup_ep_imagenet
 
     fig_id, title = "ep-table2", "Table 2 · ImageNet: edge-popup sub-networks and learned networks"
-    pts = _fig8_points(df, study, fig_id)
+    pts, notes = _fig8_points(df, study, fig_id)
     rows = []
     for _, r in pts.sort_values(["method", "x"], ascending=[False, True]).iterrows():
         pub = lookup_ep_imagenet(r["arch"], r["init_resolved"]) if r["method"] == "edgepopup" else None
@@ -332,8 +421,8 @@ def table2(df: pd.DataFrame, study="ep-fig8") -> FigureResult:
                      "top-1 mean (%)": r["mean"], "top-1 sd": r["sd"], "n": int(r["n"]),
                      "published top-1 (%)": pub if pub is not None else np.nan,
                      "difference (pp)": (r["mean"] - pub) if pub is not None else np.nan})
-    data = pd.DataFrame(rows)
-    table = data.copy()
+    data = with_accuracy(pd.DataFrame(rows), LAST)
+    table = data.drop(columns="accuracy")
     table["params (M)"] = table["params (M)"].map(lambda v: f"{v:.1f}")
     table["top-1 (%)"] = [f"{m:.1f} ± {s:.1f}" if np.isfinite(s) else f"{m:.1f}"
                           for m, s in zip(data["top-1 mean (%)"], data["top-1 sd"])]
@@ -348,4 +437,4 @@ def table2(df: pd.DataFrame, study="ep-fig8") -> FigureResult:
     if len(diffs):
         reading += (f"; mean difference to the published numbers {diffs.mean():+.1f} pp over "
                     f"{len(diffs)} rows")
-    return FigureResult(fig_id, data, None, reading, table=table, title=title)
+    return FigureResult(fig_id, data, None, reading, table=table, notes=notes, title=title)

@@ -1,6 +1,7 @@
-"""Scaling laws (beyond the papers): test error against width multiplier, sub-network parameters
-and K, fitted as power laws error = a * x^(-alpha) per method and model, with bootstrap
-confidence intervals on alpha, and one table of exponents.
+"""Scaling laws (beyond the papers): test error against width multiplier, depth, sub-network
+parameters and K, fitted as power laws error = a * x^(-alpha) per method and model, with bootstrap
+confidence intervals on alpha, and one table of exponents. `fit_series` / `draw_fits` fit and draw
+any axes (the generic figure of a user's study uses them for every numeric field it varies).
 
 A fit series is a set of trials identical except for the axis variable (and the seed); for the
 parameter axis, width, depth and k may all vary (they all change the sub-network size). A series
@@ -11,23 +12,37 @@ all trials (not over means, so seeds weigh in); the bootstrap resamples seeds wi
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
-
-from ..core import FigureResult, NoData, aggregate, fmt_x, init_label, method_label, model_label
-from ..results import config_key
 from matplotlib.ticker import FuncFormatter
 
+from ..core import FigureResult, NoData, aggregate, fmt_x, init_label, method_label, model_label
+from ..results import LAST, config_key
 from ..style import SeriesStyles, finish, log2_axis, new_figure, styled, tex
-from ._common import label_columns, prepare
+from ._common import label_columns, prepare, with_accuracy
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One x of the fits: `column` of the final rows, and the config fields that may change
+    along it (the rest of the configuration stays fixed within a fit series)."""
+
+    id: str
+    column: str
+    label: str
+    varying: tuple[str, ...]
+    title: str
+
 
 AXES = [
-    # (id, column, x label, config fields that may vary along the axis)
-    ("width", "width_mult", "width multiplier", ("width_mult",)),
-    ("params", "subnet_params", "sub-network parameters", ("width_mult", "depth", "k_resolved")),
-    ("K", "K_resolved", "K (values per connection)", ("K_resolved",)),
+    Axis("width", "width_mult", "width multiplier", ("width_mult",), "width"),
+    Axis("depth", "depth", "depth (layers)", ("depth",), "depth"),
+    Axis("params", "subnet_params", "sub-network parameters", ("width_mult", "depth", "k"),
+         "sub-network size"),
+    Axis("K", "K", "K (values per connection)", ("K",), "K"),
 ]
-TITLES = {"width": "width", "params": "sub-network size", "K": "K"}
 MIN_POINTS = 3
 ERR_FLOOR = 1e-4  # a perfect trial would have log(0) error
 
@@ -60,9 +75,11 @@ def fit_power_law(x, err, groups=None, n_boot: int = 1000, seed: int = 0) -> dic
     return out
 
 
-def _series_label(g: pd.DataFrame, varying: set) -> str:
+def _series_label(g: pd.DataFrame, varying: set, axis: Axis) -> str:
     r = g.iloc[0]
-    parts = [method_label(r["method"], r.get("optimizer")), model_label(r["arch"])]
+    # Along a depth axis the architecture changes within the series: name the family.
+    arch = r["model"] if "depth" in axis.varying and g["arch"].nunique() > 1 else r["arch"]
+    parts = [method_label(r["method"], r.get("optimizer")), model_label(arch)]
     if "init" in varying:
         parts.append(init_label(r["init_resolved"]))
     if "k" in varying and r["method"] in ("edgepopup", "supermask"):
@@ -72,105 +89,119 @@ def _series_label(g: pd.DataFrame, varying: set) -> str:
     return " ".join(parts)
 
 
-def _fits(f: pd.DataFrame, n_boot: int):
-    """All fit series of every axis: (points frame, exponent rows, curve frames for drawing)."""
-    pts_all, rows, curves = [], [], []
-    for axis, col, _, varying in AXES:
-        if col not in f.columns:
+def _names_that_vary(groups: list[pd.DataFrame], axis: Axis) -> set:
+    """Which of init, k, K tell the series of this axis apart (they go into the labels)."""
+    out = set()
+    for name, col in (("init", "init_resolved"), ("k", "k_resolved"), ("K", "K_resolved")):
+        if name in axis.varying:  # the axis itself: not part of a series name
             continue
-        d = f[f[col].notna() & (f[col].astype(float) > 0)].copy()
+        keys = pd.concat(groups)[["method", "arch", col]].astype(str).drop_duplicates()
+        if keys.duplicated(["method", "arch"]).any():
+            out.add(name)
+    return out
+
+
+def fit_series(f: pd.DataFrame, axes=AXES, n_boot: int = 1000, label=None):
+    """Power-law fits of error (1 - acc) on every axis of `axes` for the finished trials `f`:
+    (points frame, exponent rows, fitted curves with their 95% bands), or (None, None, None).
+
+    A series is a set of trials identical except for the axis' fields and the seed, with at
+    least MIN_POINTS distinct x. `label(group, axis)` names a series (default: method, model and
+    what tells series apart)."""
+    pts_all, rows, curves = [], [], []
+    for axis in axes:
+        if axis.column not in f.columns:
+            continue
+        d = f[f[axis.column].notna()].copy()
+        d = d[d[axis.column].astype(float) > 0]
         if d.empty:
             continue
-        d["series_key"] = config_key(d, exclude=varying)
-        d["xv"] = d[col].astype(float)
-        if axis == "params":  # the x of a point is its config's mean realised size
-            d["xv"] = d.groupby("point")["xv"].transform("mean")
+        d["series_key"] = config_key(d, exclude=axis.varying)
+        d["xv"] = d[axis.column].astype(float)
+        # A measured x (sub-network size) is its configuration's mean over seeds.
+        d["xv"] = d.groupby("point")["xv"].transform("mean")
         groups = [g for _, g in d.groupby("series_key") if g["xv"].nunique() >= MIN_POINTS]
         if not groups:
             continue
-        # Name series by what tells them apart on this axis.
-        varying_names = set()
-        for field, c in (("init", "init_resolved"), ("k", "k_resolved"), ("K", "K_resolved")):
-            if c in varying:  # the axis itself: not part of a series name
-                continue
-            keys = pd.concat(groups)[["method", "arch", c]].astype(str).drop_duplicates()
-            if keys.duplicated(["method", "arch"]).any():
-                varying_names.add(field)
+        names = _names_that_vary(groups, axis)
+        seen: set[str] = set()
         for g in groups:
-            label = _series_label(g, varying_names)
-            err = 1 - g["acc"].astype(float)
-            fit = fit_power_law(g["xv"], err, groups=g["point"], n_boot=n_boot)
-            r0 = g.iloc[0]
-            rows.append({"axis": axis, "series": label, "method": r0["method"],
-                         "model": r0["arch"], "init": r0["init_resolved"],
-                         "alpha": fit["alpha"], "alpha_lo": fit["alpha_lo"],
-                         "alpha_hi": fit["alpha_hi"], "a": fit["a"], "r2": fit["r2"],
-                         "points": fit["n_points"], "trials": fit["n_trials"],
-                         "x_min": g["xv"].min(), "x_max": g["xv"].max()})
-            p = aggregate(g.assign(err=err), ["xv"], y="err")
-            p = p.rename(columns={"xv": "x"})
-            p.insert(0, "series", label)
-            p.insert(0, "panel", axis)
+            name = label(g, axis) if label else _series_label(g, names, axis)
+            if name in seen:  # two configurations the label does not tell apart: name both
+                name += f" [{g['series_key'].iloc[0][:6]}]"
+            seen.add(name)
+            p, row, curve = _fit_one(g, axis, name, n_boot)
             pts_all.append(p)
-            xs = np.geomspace(g["xv"].min(), g["xv"].max(), 40)
-            preds = np.exp(fit["boot"][:, :1] + fit["boot"][:, 1:] * np.log(xs)[None, :])
-            lo, hi = np.nanpercentile(preds, [2.5, 97.5], axis=0)
-            curves.append(pd.DataFrame({"panel": axis, "series": label, "x": xs,
-                                        "fit": fit["a"] * xs ** (-fit["alpha"]) * 100,
-                                        "lo": lo * 100, "hi": hi * 100}))
+            rows.append(row)
+            curves.append(curve)
     if not rows:
         return None, None, None
     return pd.concat(pts_all, ignore_index=True), pd.DataFrame(rows), pd.concat(curves)
 
 
-@styled
-def scaling_laws(df: pd.DataFrame, study="scaling-laws", n_boot: int = 1000) -> FigureResult:
-    """Power-law fits of error vs width, sub-network parameters and K (log-log), with 95%
-    bootstrap bands; `extra['exponents']` is the table of exponents."""
-    fig_id, title = "scaling-laws", "Scaling laws: test error vs size"
-    f = label_columns(prepare(df, study, fig_id))
-    pts, exps, curves = _fits(f, n_boot)
-    if pts is None:
-        raise NoData(f"{fig_id}: no series with >= {MIN_POINTS} distinct widths, sizes or K "
-                     f"in {study}")
-    axes_used = [a for a in AXES if a[0] in set(pts["panel"])]
-    fig, axes = new_figure(1, len(axes_used), panel=(3.8, 3.3), extra_h=1.0)
-    n_max = int(pts["n"].max())
-    styles = SeriesStyles(list(dict.fromkeys(pts["series"])))
-    for ax, (axis, col, xlabel, _) in zip(np.ravel(axes), axes_used):
-        for s, g in pts[pts["panel"] == axis].groupby("series", sort=True):
+def _fit_one(g: pd.DataFrame, axis: Axis, name: str, n_boot: int):
+    err = 1 - g["acc"].astype(float)
+    fit = fit_power_law(g["xv"], err, groups=g["point"], n_boot=n_boot)
+    r0 = g.iloc[0]
+    row = {"axis": axis.id, "series": name, "method": r0["method"], "model": r0["arch"],
+           "init": r0["init_resolved"], "alpha": fit["alpha"], "alpha_lo": fit["alpha_lo"],
+           "alpha_hi": fit["alpha_hi"], "a": fit["a"], "r2": fit["r2"],
+           "points": fit["n_points"], "trials": fit["n_trials"],
+           "x_min": g["xv"].min(), "x_max": g["xv"].max()}
+    p = aggregate(g.assign(err=err), ["xv"], y="err").rename(columns={"xv": "x"})
+    p.insert(0, "series", name)
+    p.insert(0, "panel", axis.id)
+    xs = np.geomspace(g["xv"].min(), g["xv"].max(), 40)
+    preds = np.exp(fit["boot"][:, :1] + fit["boot"][:, 1:] * np.log(xs)[None, :])
+    lo, hi = np.nanpercentile(preds, [2.5, 97.5], axis=0)
+    curve = pd.DataFrame({"panel": axis.id, "series": name, "x": xs,
+                          "fit": fit["a"] * xs ** (-fit["alpha"]) * 100,
+                          "lo": lo * 100, "hi": hi * 100})
+    return p, row, curve
+
+
+def draw_fits(ax_list, axes, pts, exps, curves, styles: SeriesStyles) -> None:
+    """One log-log panel per axis of `axes` (in `ax_list`): points ± sd, fit lines and 95%
+    bootstrap bands, the exponent and its interval in the legend."""
+    for ax, axis in zip(ax_list, axes):
+        for s, g in pts[pts["panel"] == axis.id].groupby("series", sort=True):
             color, marker = styles[s]
-            e = exps[(exps["axis"] == axis) & (exps["series"] == s)].iloc[0]
+            e = exps[(exps["axis"] == axis.id) & (exps["series"] == s)].iloc[0]
             ax.errorbar(g["x"], g["mean"], yerr=g["sd"].fillna(0), fmt=marker, color=color,
                         capsize=2, ms=5,
                         label=tex(f"{s}: α={e['alpha']:.2f} "
                                   f"[{e['alpha_lo']:.2f}, {e['alpha_hi']:.2f}]"))
-            c = curves[(curves["panel"] == axis) & (curves["series"] == s)]
+            c = curves[(curves["panel"] == axis.id) & (curves["series"] == s)]
             ax.plot(c["x"], c["fit"], color=color, lw=1.3)
             ax.fill_between(c["x"], c["lo"], c["hi"], color=color, alpha=0.15, lw=0)
-        if axis == "K":
-            log2_axis(ax, pts.loc[pts["panel"] == axis, "x"])
+        xs = pts.loc[pts["panel"] == axis.id, "x"]
+        if axis.id == "K":
+            log2_axis(ax, xs)
         else:
-            ax.set_xscale("log", base=2 if axis == "width" else 10)
-        if axis == "width":
-            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.set_xscale("log", base=2 if xs.max() / xs.min() <= 64 else 10)
+            if xs.max() / xs.min() <= 64:
+                ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.set_yscale("log")
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.tick_params(axis="y", which="minor", labelsize=7)
-        ax.set_xlabel(xlabel)
+        ax.set_xlabel(axis.label)
         ax.set_ylabel("test error (%)")
-        ax.set_title(f"error vs {TITLES[axis]}")
+        ax.set_title(f"error vs {axis.title}")
         ax.legend(fontsize=6.5, loc="best")
-    finish(fig, axes, title, n_max, legend=False,
-           note="lines: power-law fit, bands: 95% bootstrap")
-    data = pts.assign(kind="curve")[["panel", "series", "kind", "x", "mean", "sd", "n"]]
+
+
+def exponent_table(exps: pd.DataFrame) -> pd.DataFrame:
     table = exps.copy()
     table["alpha (95% CI)"] = [f"{a:.3f} [{lo:.3f}, {hi:.3f}]" for a, lo, hi in
                               zip(exps["alpha"], exps["alpha_lo"], exps["alpha_hi"])]
     table["range"] = [f"{fmt_x(lo)}–{fmt_x(hi)}" for lo, hi in zip(exps["x_min"], exps["x_max"])]
     table = table[["axis", "series", "alpha (95% CI)", "r2", "points", "trials", "range"]]
     table["r2"] = table["r2"].map(lambda v: f"{v:.2f}")
+    return table
+
+
+def fits_reading(exps: pd.DataFrame) -> str:
     steep = exps.loc[exps["alpha"].idxmax()]
     reading = (f"{len(exps)} power-law fits; steepest: {steep['series']} vs {steep['axis']} "
                f"(error ∝ x^-{steep['alpha']:.2f}, 95% CI [{steep['alpha_lo']:.2f}, "
@@ -178,5 +209,26 @@ def scaling_laws(df: pd.DataFrame, study="scaling-laws", n_boot: int = 1000) -> 
     flat = exps[exps["alpha_lo"] <= 0]
     if len(flat):
         reading += f"; {len(flat)} fit(s) not distinguishable from flat"
-    return FigureResult(fig_id, data.reset_index(drop=True), fig, reading, table=table,
+    return reading
+
+
+@styled
+def scaling_laws(df: pd.DataFrame, study="scaling-laws", n_boot: int = 1000) -> FigureResult:
+    """Power-law fits of error vs width, depth, sub-network parameters and K (log-log), with 95%
+    bootstrap bands; `extra['exponents']` is the table of exponents."""
+    fig_id, title = "scaling-laws", "Scaling laws: test error vs size"
+    final, notes = prepare(df, study, fig_id, LAST, "hiddenlab's default")
+    pts, exps, curves = fit_series(label_columns(final), AXES, n_boot)
+    if pts is None:
+        raise NoData(f"{fig_id}: no series with >= {MIN_POINTS} distinct widths, depths, sizes "
+                     f"or K in {study}")
+    used = [a for a in AXES if a.id in set(pts["panel"])]
+    fig, axes = new_figure(1, len(used), panel=(3.8, 3.3), extra_h=1.0)
+    draw_fits(np.ravel(axes), used, pts, exps, curves,
+              SeriesStyles(list(dict.fromkeys(pts["series"]))))
+    finish(fig, axes, title, int(pts["n"].max()), legend=False,
+           note="lines: power-law fit, bands: 95% bootstrap")
+    data = pts.assign(kind="curve")[["panel", "series", "kind", "x", "mean", "sd", "n"]]
+    return FigureResult(fig_id, with_accuracy(data.reset_index(drop=True), LAST), fig,
+                        fits_reading(exps), table=exponent_table(exps), notes=notes,
                         extra={"exponents": exps.reset_index(drop=True)}, title=title)

@@ -2,7 +2,8 @@
 GS vs PS) on a log2 K axis, equal-budget finetuning, and the related-work table.
 
 Panels are the paper's: LeNet-300-100 on MNIST, CONV-2/4/6 on CIFAR-10 (whatever models the study
-holds, in that order).
+holds, in that order). Accuracies are those of each trial's best-validation network
+(`best_val_test_acc`): the paper selects on validation (early stopping).
 """
 
 from __future__ import annotations
@@ -11,13 +12,20 @@ import numpy as np
 import pandas as pd
 
 from ..core import FigureResult, NoData, aggregate, fmt_x, method_label
+from ..results import BEST_VAL
 from ..style import SeriesStyles, finish, new_figure, styled
 from ..trends import tolerance
 from ._common import (baselines, curve_figure, curve_reading, dense_label, label_columns, points,
-                      prepare)
+                      prepare, with_accuracy)
 from .edgepopup import _arch_table
 
 SLOT = ("slot-gs", "slot-ps")
+WHY = "the paper selects on validation (early stopping)"
+
+
+def _prepare(df, study, fig_id, with_dataset=False):
+    final, notes = prepare(df, study, fig_id, BEST_VAL, WHY)
+    return label_columns(final, with_dataset=with_dataset), notes
 
 
 def setup_table(df: pd.DataFrame | None = None) -> FigureResult:
@@ -30,7 +38,7 @@ def setup_table(df: pd.DataFrame | None = None) -> FigureResult:
 
 @styled
 def _acc_vs_K(df, study, fig_id, title, methods) -> FigureResult:
-    f = label_columns(prepare(df, study, fig_id), with_dataset=True)
+    f, notes = _prepare(df, study, fig_id, with_dataset=True)
     lines = f[f["method"].isin(methods)].copy()
     if lines.empty:
         raise NoData(f"{fig_id}: no finished {'/'.join(methods)} trials in {study}")
@@ -41,7 +49,8 @@ def _acc_vs_K(df, study, fig_id, title, methods) -> FigureResult:
     pts = points(lines)
     b = baselines(base, set(pts["panel"]))
     fig, data = curve_figure(fig_id, title, pts, b, xlabel="K (values per connection)", logx2=True)
-    return FigureResult(fig_id, data, fig, curve_reading(data, "K"), title=title)
+    return FigureResult(fig_id, with_accuracy(data, BEST_VAL), fig, curve_reading(data, "K"),
+                        notes=notes, title=title)
 
 
 def sm_k(df: pd.DataFrame, study="sm-k") -> FigureResult:
@@ -74,7 +83,7 @@ def sm_finetune(df: pd.DataFrame, study="sm-finetune") -> FigureResult:
     """Equal-budget finetuning: accuracy vs total epochs (slot epochs + finetune epochs); one series
     per finetune start epoch, against the same model trained from scratch for as many epochs."""
     fig_id, title = "sm-finetune", "Finetuning selected weights vs training from scratch"
-    f = label_columns(prepare(df, study, fig_id))
+    f, notes = _prepare(df, study, fig_id)
     f = f[f["method"].isin(("finetune", "dense") + SLOT)].copy()
     if not (f["method"] == "finetune").any():
         raise NoData(f"{fig_id}: no finished finetune trials in {study}")
@@ -92,7 +101,8 @@ def sm_finetune(df: pd.DataFrame, study="sm-finetune") -> FigureResult:
     pts = points(f)
     fig, data = curve_figure(fig_id, title, pts, None, xlabel="total training epochs",
                              note="finetune x = start epoch + finetune epochs")
-    return FigureResult(fig_id, data, fig, _finetune_reading(data), title=title)
+    return FigureResult(fig_id, with_accuracy(data, BEST_VAL), fig, _finetune_reading(data),
+                        notes=notes, title=title)
 
 
 def _finetune_reading(data: pd.DataFrame) -> str:
@@ -117,16 +127,15 @@ def sm_related(df: pd.DataFrame, study="sm-related") -> FigureResult:
     """Related works: edge-popup (greedy pruning), Zhou (probabilistic pruning), Slot GS/PS and
     learned weights per CONV-2/4/6. Per (model, method) the best configuration is shown."""
     fig_id, title = "sm-related", "Slot Machines vs pruning random networks"
-    f = label_columns(prepare(df, study, fig_id))
-    f = f.copy()
+    f, notes = _prepare(df, study, fig_id)
     f["series"] = [method_label(m) for m in f["method"]]
     dense = f["method"] == "dense"
     f.loc[dense, "series"] = dense_label(f[dense])
     per_point = aggregate(f, ["panel_rank", "panel", "series", "point"])
     first = f.groupby("point")[["method", "k_resolved", "K_resolved", "init_resolved"]].first()
     per_point = per_point.join(first, on="point")
-    if "kept_fraction" in f.columns:  # Zhou's kept fraction is learned: show the realised one
-        per_point = per_point.join(f.groupby("point")["kept_fraction"].mean(), on="point")
+    # Zhou's kept fraction is learned: show the realised one
+    per_point = per_point.join(f.groupby("point")["kept_fraction"].mean(), on="point")
     best = per_point.loc[per_point.groupby(["panel", "series"])["mean"].idxmax()]
     best["setting"] = [_setting(r) for _, r in best.iterrows()]
     order = ["edge-popup", "Zhou et al.", "Slot Machines (GS)", "Slot Machines (PS)"]
@@ -135,6 +144,7 @@ def sm_related(df: pd.DataFrame, study="sm-related") -> FigureResult:
     best = best.sort_values(["panel_rank", "series_rank", "series"])
     data = best[["panel", "series", "mean", "sd", "n", "setting", "method"]].reset_index(drop=True)
     data["kind"] = "bar"
+    data = with_accuracy(data, BEST_VAL)
     panels = list(dict.fromkeys(data["panel"]))
     series = list(dict.fromkeys(best.sort_values(["series_rank", "series"])["series"]))
     table = pd.DataFrame({"model": panels})
@@ -166,7 +176,8 @@ def sm_related(df: pd.DataFrame, study="sm-related") -> FigureResult:
     lo = np.nanmin(data["mean"] - data["sd"].fillna(0))
     ax.set_ylim(max(0, lo - 10), min(100, np.nanmax(data["mean"] + data["sd"].fillna(0)) + 3))
     finish(fig, axes, title, n_max, note="best configuration per method")
-    return FigureResult(fig_id, data, fig, _related_reading(data), table=table, title=title)
+    return FigureResult(fig_id, data, fig, _related_reading(data), table=table, notes=notes,
+                        title=title)
 
 
 def _setting(r) -> str:

@@ -19,6 +19,7 @@ register(supermask.METHOD)
 register(slot_gs.METHOD)
 register(slot_ps.METHOD)
 register(finetune.METHOD)
+METHODS.default = edgepopup.METHOD.name  # what `hiddenlab train` trains when no method is named
 
 __all__ = ["METHODS", "Method", "Hook", "SelectionOptions", "LayerSpec", "SelectionLayer",
            "register", "selection_layers"]

@@ -45,6 +45,7 @@ class Registry(Generic[T]):
     def __init__(self, field: str):
         self.field = field
         self._entries: dict[str, T] = {}
+        self.default: str | None = None  # the entry a config gets when it names none
 
     def add(self, name: str, entry: T) -> T:
         if name in self._entries and self._entries[name] is not entry:
@@ -106,8 +107,9 @@ def param(default, help: str, *, choices: Registry | typing.Sequence[str] | None
 
 def kind_of(f: dataclasses.Field) -> str:
     """'bool' | 'int' | 'float' | 'str' | 'tuple' from the annotation (strings under
-    `from __future__ import annotations`)."""
-    t = str(f.type)
+    `from __future__ import annotations`, or the types themselves)."""
+    t = f.type if isinstance(f.type, str) else \
+        f.type.__name__ if isinstance(f.type, type) else str(f.type)
     if "tuple" in t:
         return "tuple"
     for name in ("bool", "int", "float", "str"):
@@ -218,8 +220,8 @@ DEVICES = ("auto", "cpu", "cuda")
 @dataclass(frozen=True)
 class TrialConfig:
     # --- what is trained -----------------------------------------------------------------------
-    method: str = param("edgepopup", "selection method (or `dense` learned weights); see "
-                        "`hiddenlab methods`", choices=METHODS)
+    method: str = param(None, "selection method (or learned weights); see `hiddenlab methods` "
+                        "(default: the registry's default, edge-popup)", choices=METHODS)
     model: str = param("conv6", "network name; see `hiddenlab models`", choices=MODELS)
     depth: int | None = param(None, "conv-family depth (any even N; default: the model name's)",
                               ge=2, le=64)
@@ -296,6 +298,8 @@ class TrialConfig:
 
     # ------------------------------------------------------------------------------------------
     def __post_init__(self):
+        if self.method is None:
+            object.__setattr__(self, "method", METHODS.default)
         method = METHODS.get(self.method)
         opts = self.options if self.options is not None else method.Options()
         if not isinstance(opts, method.Options):
@@ -395,6 +399,14 @@ class TrialConfig:
         """From a flat dict (shared fields and the method's options side by side)."""
         return cls(**d)
 
+    @classmethod
+    def from_record(cls, d: Mapping[str, Any]) -> "TrialConfig":
+        """From a stored row or Ray config: keys that are neither shared fields nor the method's
+        options (bookkeeping, other methods' empty option columns) are ignored."""
+        method = METHODS.get(d.get("method") or METHODS.default)
+        keep = _SHARED | set(method.Options.field_names())
+        return cls(**{k: v for k, v in d.items() if k in keep})
+
     def replace(self, **changes) -> "TrialConfig":
         """A copy with `changes` (flat names). A new method starts from its own recipe: only the
         shared fields outside the recipe carry over."""
@@ -429,7 +441,7 @@ class TrialConfig:
         defaults in the help. Every method's options get a flag, so an option the method does not
         take reaches `from_dict` and is refused there naming the method; only `method`'s are
         shown. Values are checked by the config (messages name the field)."""
-        method = method if method in METHODS else _default("method")
+        method = method if method in METHODS else METHODS.default
         defaults = cls(method=method).to_dict()
         spec = METHODS.get(method)
         own = set(spec.Options.field_names())
@@ -504,7 +516,7 @@ def _flat_init(self, **kw) -> None:
     fields it could have been."""
     if "options" in kw:
         return _generated_init(self, **kw)
-    method = METHODS.get(kw.get("method", _default("method")))
+    method = METHODS.get(kw.get("method") or METHODS.default)
     taken = set(method.Options.field_names())
     for key in kw:
         if key in _SHARED or key in taken:
@@ -529,6 +541,8 @@ def _recipe_fields() -> tuple[dataclasses.Field, ...]:
 
 
 def _default(name: str):
+    if name == "method":
+        return METHODS.default
     return TrialConfig.__dataclass_fields__[name].default
 
 

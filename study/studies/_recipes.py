@@ -1,4 +1,4 @@
-"""Paper recipes (reference/recipes.md) as TrialConfig field dicts, and the smoke-scale data.
+"""Paper recipes (docs/recipes.md) as TrialConfig field dicts, and the smoke-scale data.
 
 `paper` scale = the recipe as published (5 seeds). `smoke` scale = the same series and points
 with tiny data (synthetic or digits), tiny widths and 2 epochs, so that every study runs in
@@ -12,10 +12,13 @@ from typing import Any
 
 Fields = dict[str, Any]
 
-# Weight distributions of the edge-popup paper (reference/inits.md) by their figure names.
+# Weight distributions of the edge-popup paper (docs/inits.md) by their figure names.
 N_K, U_K = "kaiming_normal", "signed_constant"
 N_X, U_X = "xavier_normal", "xavier_constant"
 SCALED_N_K, SCALED_U_K = "scaled_kaiming_normal", "scaled_signed_constant"
+# The edge-popup code's scaled form (std x 1/sqrt(1 - k), right only at k = 0.5): the paper's
+# published "scaled" curves were made with it (docs/inits.md).
+SCALED_N_K_CODE, SCALED_U_K_CODE = SCALED_N_K + "_code", SCALED_U_K + "_code"
 KAIMING_UNIFORM = "kaiming_uniform"
 
 K_FRACTIONS = [0.1, 0.3, 0.5, 0.7, 0.9]          # % of weights figure
