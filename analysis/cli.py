@@ -5,6 +5,10 @@ report from a study storage folder."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from hiddenlab.config import ConfigError
+from hiddenlab.study.spaces import SCALES
 
 
 def register(subparsers, argv: list[str] | None = None) -> None:
@@ -42,8 +46,6 @@ def run_figures(args: argparse.Namespace) -> int:
 
     matplotlib.use("Agg")  # headless: the CLI only writes files
 
-    from hiddenlab.config import ConfigError
-
     from .registry import FIGURES, known_id
     from .report import make_all
 
@@ -53,6 +55,36 @@ def run_figures(args: argparse.Namespace) -> int:
         if unknown:
             raise ConfigError("id", f"unknown id {unknown[0]!r}; known: {', '.join(FIGURES)}, "
                               "or study:<name> (the generic figure of any study)")
+    check_arguments(args)
     make_all(args.results, args.out, studies=args.study, ids=ids, pdf=not args.no_pdf,
              scale=args.scale)
     return 0
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Everything `make_all` would find wrong after writing into --out: the scale, the study
+    names, the results folder and its tables, an --out that can be written."""
+    from hiddenlab.study.preflight import check_writable
+
+    from .results import check_results
+
+    if args.scale is not None and args.scale not in SCALES:
+        raise ConfigError("scale", f"{args.scale!r} is not one of {', '.join(SCALES)}")
+    root = Path(args.results)
+    if not root.is_dir():
+        raise ConfigError("results", f"{root} is not a folder" if root.exists() else
+                          f"{root} does not exist")
+    if args.study:
+        known = set(_study_names()) | {p.parent.name for p in root.glob("*/results.parquet")}
+        unknown = [s for s in args.study if s not in known]
+        if unknown:
+            raise ConfigError("study", f"{unknown[0]!r} is neither a study nor a folder with "
+                              f"results in {root}; studies: {', '.join(sorted(known))}")
+    check_results(root, args.study)
+    check_writable(args.out, "out")
+
+
+def _study_names() -> list[str]:
+    from hiddenlab.study.registry import studies
+
+    return list(studies())

@@ -33,22 +33,62 @@ def load_results(storage, studies=None) -> pd.DataFrame:
     """Concatenate `<storage>/<study>/results.parquet` of the named studies (all when None).
 
     A named study without a parquet is simply absent (figures needing it are then skipped, naming
-    it).
+    it). A parquet that cannot be read, or lacks the columns every figure reads, is refused
+    naming the file.
     """
+    frames = []
+    for path in results_files(storage, studies):
+        try:
+            f = pd.read_parquet(path)
+        except Exception as e:  # pyarrow raises several kinds for a corrupt or foreign file
+            raise _unreadable(path, e) from None
+        _check_columns(path, list(f.columns))
+        frames.append(f)
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        return pd.DataFrame(columns=["study", "run_id", "status", "epoch"])
+    df = pd.concat(frames, ignore_index=True, sort=False)
+    df.attrs["storage"] = str(Path(storage))
+    return df
+
+
+REQUIRED_COLUMNS = ("study", "run_id", "status", "epoch")   # what every figure reads
+
+
+def results_files(storage, studies=None) -> list[Path]:
+    """Each `<storage>/<study>/results.parquet` (of `studies` when given)."""
     root = Path(storage)
     if not root.is_dir():
         raise ConfigError("results", f"{root} is not a directory")
     if studies:
-        paths = [(s, root / s / "results.parquet") for s in studies]
-        paths = [(s, p) for s, p in paths if p.is_file()]
-    else:
-        paths = [(p.parent.name, p) for p in sorted(root.glob("*/results.parquet"))]
-    frames = [f for f in (pd.read_parquet(p) for _, p in paths) if not f.empty]
-    if not frames:
-        return pd.DataFrame(columns=["study", "run_id", "status", "epoch"])
-    df = pd.concat(frames, ignore_index=True, sort=False)
-    df.attrs["storage"] = str(root)
-    return df
+        return [p for p in (root / s / "results.parquet" for s in studies) if p.is_file()]
+    return sorted(root.glob("*/results.parquet"))
+
+
+def check_results(storage, studies=None) -> None:
+    """Every results table readable, with the columns figures read (its schema only: cheap)."""
+    import pyarrow.parquet as pq
+
+    for path in results_files(storage, studies):
+        try:
+            names = pq.read_schema(path).names
+        except Exception as e:
+            raise _unreadable(path, e) from None
+        _check_columns(path, names)
+
+
+def _unreadable(path: Path, error: Exception) -> ConfigError:
+    return ConfigError("results", f"{path} is not a readable parquet file "
+                       f"({type(error).__name__}); rewrite it with `hiddenlab study export "
+                       f"{path.parent.name}` or move it away")
+
+
+def _check_columns(path: Path, names: list[str]) -> None:
+    missing = [c for c in REQUIRED_COLUMNS if c not in names]
+    if missing:
+        raise ConfigError("results", f"{path} has no {', '.join(missing)} column: not a "
+                          f"hiddenlab results table (rewrite it with `hiddenlab study export "
+                          f"{path.parent.name}`)")
 
 
 def _hashable(v):

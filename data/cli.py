@@ -6,6 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
+from hiddenlab.config import ConfigError
 from hiddenlab.data.datasets import DATASETS, DataError, DatasetSpec, FashionMNISTSpec, \
     ImageNetSpec, TorchvisionSpec, data_config, resolve_root
 
@@ -64,28 +65,74 @@ def _cfg(args):
 
 def cmd_prepare(args) -> int:
     from hiddenlab.data import ffcv_files
+    from hiddenlab.study.preflight import check_source, check_writable
 
     spec, cfg, root = DATASETS[args.dataset], _cfg(args), resolve_root(args.data_root)
+    _check_workers(args.workers)
     if args.format == "torchvision":
+        _only_ffcv(args)
+        check_writable(root, "data_root")
+        note = check_source(spec, root)   # present, or a download that can work
+        if note:
+            print(note)
         for part in ("train", "test"):
             n = spec.size(cfg, root, part)  # downloads what is missing
             print(f"{spec.name} {part}: {n:,} images")
         folders = sorted({str(f.parent) for f in spec.files(root)})
         print(f"ready: {', '.join(folders) or root}")
         return 0
+    options = _beton_options(args, spec, cfg)
+    folder = spec.ffcv_dir(cfg, root)
+    check_writable(folder, "data_root")
+    if args.force or not all(ffcv_files.beton_path(folder, p).is_file() for p in ffcv_files.PARTS):
+        note = check_source(spec, root)   # the images to write are there, or downloadable
+        if note:
+            print(note)
+    paths = ffcv_files.prepare(spec, cfg, root, options, num_workers=args.workers, force=args.force)
+    for part, path in paths.items():
+        print(f"{part}: {path} ({path.stat().st_size / 2**20:,.1f} MiB)")
+    return 0
+
+
+def _check_workers(workers: int) -> None:
+    if not 1 <= workers <= 256:
+        raise ConfigError("workers", f"{workers} is outside [1, 256]: writer processes")
+
+
+def _only_ffcv(args) -> None:
+    for name in ("max_side", "jpeg_fraction", "quality"):
+        if getattr(args, name) is not None:
+            raise ConfigError(name, f"only --format ffcv takes --{name.replace('_', '-')}")
+
+
+def _beton_options(args, spec: DatasetSpec, cfg):
+    """The .beton options: the data set's defaults, the given ones checked. RGB images only can
+    be resized or JPEG-compressed (the others are stored raw)."""
+    from hiddenlab.data import ffcv_files
+
+    if args.max_side is not None and not 1 <= args.max_side <= 65_535:
+        raise ConfigError("max_side", f"{args.max_side} is outside [1, 65535]: the longest side "
+                          "of a stored image, in pixels")
+    if args.jpeg_fraction is not None and not 0 <= args.jpeg_fraction <= 1:  # NaN too
+        raise ConfigError("jpeg_fraction", f"{args.jpeg_fraction} is outside [0, 1]: the "
+                          "fraction of images stored as JPEG")
+    if args.quality is not None and not 1 <= args.quality <= 100:
+        raise ConfigError("quality", f"{args.quality} is outside [1, 100]: JPEG quality")
+    channels = spec.input_shape(cfg)[0]
+    if channels != 3:
+        for name in ("max_side", "jpeg_fraction", "quality"):
+            value = getattr(args, name)
+            if value is not None and (name != "jpeg_fraction" or value > 0):
+                raise ConfigError(name, f"{spec.name} has {channels}-channel images, stored raw; "
+                                  "only RGB images are resized or stored as JPEG")
     base = ffcv_files.IMAGENET_OPTIONS if spec.name == "imagenet" else ffcv_files.BetonOptions()
     options = ffcv_files.BetonOptions(
         max_side=args.max_side if args.max_side is not None else base.max_side,
         jpeg_fraction=args.jpeg_fraction if args.jpeg_fraction is not None else base.jpeg_fraction,
         quality=args.quality if args.quality is not None else base.quality)
-    if not 0 <= options.jpeg_fraction <= 1:
-        raise DataError(f"{options.jpeg_fraction} is outside [0, 1]", field="jpeg_fraction")
-    if not 1 <= options.quality <= 100:
-        raise DataError(f"{options.quality} is outside [1, 100]", field="quality")
-    paths = ffcv_files.prepare(spec, cfg, root, options, num_workers=args.workers, force=args.force)
-    for part, path in paths.items():
-        print(f"{part}: {path} ({path.stat().st_size / 2**20:,.1f} MiB)")
-    return 0
+    if args.quality is not None and options.jpeg_fraction == 0:
+        raise ConfigError("quality", "only JPEG images have a quality; --jpeg-fraction is 0")
+    return options
 
 
 def cmd_info(args) -> int:

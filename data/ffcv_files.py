@@ -12,8 +12,11 @@ FFCV is imported inside the functions: it takes seconds to import.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import multiprocessing
 import os
+import queue
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -54,7 +57,10 @@ def write_beton(source: Sequence, path: str | os.PathLike, options: BetonOptions
     """Write `source` (index -> (HWC uint8 array or PIL image, int label)) to `path`.
 
     Written to a temporary name and renamed, so a crash (or a concurrent trial preparing the same
-    file) never leaves a truncated file under the final name. FFCV shows a tqdm bar.
+    file) never leaves a truncated file under the final name. FFCV shows a tqdm bar. If a writer
+    process fails (a bad image, a bad option), the others are stopped and DataError names the
+    file and the error; the temporary file, FFCV's shared memory and any folder made for the
+    file are removed.
     """
     from ffcv.fields import IntField, NDArrayField, RGBImageField
     from ffcv.writer import MIN_PAGE_SIZE, DatasetWriter
@@ -71,21 +77,123 @@ def write_beton(source: Sequence, path: str | os.PathLike, options: BetonOptions
                                     compress_probability=options.jpeg_fraction)
     else:
         if options.jpeg_fraction > 0:
-            raise DataError(f"JPEG needs RGB images; these have {first.shape[2]} channel(s)", path)
+            raise DataError(f"JPEG needs RGB images; these have {first.shape[2]} channel(s)", path,
+                            field="jpeg_fraction")
         image_field = NDArrayField(np.dtype("u1"), tuple(int(s) for s in first.shape))
+    made = _missing_parents(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    writer = None
     try:
         # each writer process fills whole pages: small pages keep small data sets small
         small = len(source) * first.nbytes < 256 * MIN_PAGE_SIZE
         writer = DatasetWriter(str(tmp), {IMAGE: image_field, LABEL: IntField()},
                                page_size=MIN_PAGE_SIZE if small else 4 * MIN_PAGE_SIZE,
                                num_workers=max(1, num_workers))
-        writer.from_indexed_dataset(source, chunksize=chunksize)
+        _write_supervised(writer, source, chunksize)
         os.replace(tmp, path)
+    except BaseException as e:
+        _release(writer)
+        tmp.unlink(missing_ok=True)
+        for folder in made:  # deepest first; only what this call made and left empty
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        if isinstance(e, WriterFailed):
+            raise DataError(f"writing {path} failed in a writer process ({e}); nothing was "
+                            "kept", path) from None
+        raise
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+class WriterFailed(RuntimeError):
+    """A writer process of FFCV's DatasetWriter raised or died."""
+
+
+def _guarded_worker(*args) -> None:
+    """FFCV's writer process, reporting its error on the queue (the last argument) and exiting
+    quietly: FFCV's parent would otherwise wait forever for the images it never writes."""
+    from ffcv.writer import worker_job_indexed_dataset
+
+    *ffcv_args, errors = args
+    try:
+        worker_job_indexed_dataset(*ffcv_args)
+    except BaseException as e:
+        errors.put(f"{type(e).__name__}: {e}")
+        raise SystemExit(1) from None  # no traceback: the parent reports the error
+
+
+class _Supervisor:
+    """Watches FFCV's writer processes. It stands in for two names of `ffcv.writer` during a
+    write: `Process` (to keep each writer process it starts) and the `sleep` of its progress loop
+    (the parent polls a counter of written images until all are written): between polls it
+    raises WriterFailed when a writer process reported an error or died."""
+
+    def __init__(self):
+        self.errors = multiprocessing.Queue()
+        self.workers: list[multiprocessing.Process] = []
+
+    def process(self, *args, **kwargs) -> multiprocessing.Process:
+        p = multiprocessing.Process(*args, **kwargs)
+        self.workers.append(p)
+        return p
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+        dead = [p for p in self.workers if p.exitcode not in (None, 0)]
+        if dead or not self.errors.empty():
+            try:
+                message = self.errors.get(timeout=1.0)
+            except queue.Empty:
+                message = f"a writer process ended with exit code {dead[0].exitcode}"
+            self.stop()
+            raise WriterFailed(message)
+
+    def stop(self) -> None:
+        for p in self.workers:
+            if p.is_alive():
+                p.terminate()
+            if p.pid is not None:
+                p.join(5)
+
+
+def _write_supervised(writer, source: Sequence, chunksize: int) -> None:
+    """`writer.from_indexed_dataset(source)` with supervised writer processes."""
+    import ffcv.writer
+    from ffcv.utils import chunks
+
+    supervisor = _Supervisor()
+    work = chunks(list(enumerate(range(len(source)))), chunksize)
+    saved = ffcv.writer.Process, ffcv.writer.sleep
+    ffcv.writer.Process, ffcv.writer.sleep = supervisor.process, supervisor.sleep
+    try:
+        writer._write_common(len(source), work, _guarded_worker, (source, supervisor.errors))
+    except BaseException:
+        supervisor.stop()
+        raise
+    finally:
+        ffcv.writer.Process, ffcv.writer.sleep = saved
+
+
+def _release(writer) -> None:
+    """FFCV's shared memory of an unfinished write (a finished one unlinks it itself)."""
+    sm = getattr(writer, "metadata_sm", None)
+    if sm is None or isinstance(sm, int):
+        return
+    with contextlib.suppress(Exception):
+        sm.close()
+    with contextlib.suppress(FileNotFoundError):
+        sm.unlink()
+
+
+def _missing_parents(path: Path) -> list[Path]:
+    """The folders above `path` that do not exist yet, deepest first."""
+    out, folder = [], path.parent
+    while not folder.exists():
+        out.append(folder)
+        folder = folder.parent
+    return out
 
 
 def write_meta(folder: Path, dataset: str, options: BetonOptions, sizes: dict[str, int]) -> None:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from hiddenlab.config import METHODS, ConfigError, TrialConfig
 
+from . import preflight
+from .cores import CoreShare
 from .study_cli import register_study
 from .trainer import LocalReporter, TrialDiverged, run_trial
 
@@ -47,17 +49,17 @@ def _train(args) -> int:
     cfg = TrialConfig.from_args(args)
     cfg.method_spec.preflight(cfg)  # e.g. refuse a missing finetune parent before writing
     out = Path(args.out) if args.out else Path("runs") / cfg.run_id()
-    existing = out / "config.json"
-    if existing.exists():
-        previous = TrialConfig.from_dict(json.loads(existing.read_text()))
-        if previous.run_id() != cfg.run_id():
-            raise ConfigError("out", f"{out} holds another trial ({previous.run_id()}); "
-                              "choose another --out")
+    _same_trial(cfg, out)
+    for note in preflight.check_trial(cfg, out):  # device, data, the folder writable
+        print(f"data: {note}", file=sys.stderr)
     reporter = LocalReporter(out, progress=args.progress and sys.stderr.isatty(),
                              keep_epochs=cfg.keep_epochs, config=cfg.to_dict())
     print(f"trial {cfg.run_id()} -> {out}", file=sys.stderr)
     try:
-        metrics = run_trial(cfg, _EchoReporter(reporter))
+        with CoreShare(cfg.threads) as cores:  # the cores shared with other foreground trials
+            if not cfg.compile:   # a hook in compiled code would break its graphs
+                cores.follow()
+            metrics = run_trial(cfg, _EchoReporter(reporter, cores.threads))
     except TrialDiverged as e:
         print(f"hiddenlab: trial diverged: {e} (try a lower --lr; the checkpoint of the last "
               f"finite epoch is kept in {out})", file=sys.stderr)
@@ -66,13 +68,28 @@ def _train(args) -> int:
     return 0
 
 
+def _same_trial(cfg: TrialConfig, out: Path) -> None:
+    """An --out that already holds a trial must hold this one (then it is resumed)."""
+    existing = out / "config.json"
+    if not existing.is_file():
+        return
+    try:
+        previous = TrialConfig.from_dict(json.loads(existing.read_text()))
+    except (OSError, ValueError, TypeError) as e:  # unreadable, not JSON, not a config
+        raise ConfigError("out", f"{existing} is not a trial's config.json ({e}); choose "
+                          "another --out") from None
+    if previous.run_id() != cfg.run_id():
+        raise ConfigError("out", f"{out} holds another trial ({previous.run_id()}); "
+                          "choose another --out")
+
+
 class _EchoReporter:
     """Prints a line per epoch to stderr beside the local reporter's files."""
 
-    def __init__(self, inner):
+    def __init__(self, inner, threads: int | None = None):
         self.inner = inner
         self.progress = inner.progress
-        self.threads = inner.threads
+        self.threads = threads
 
     def load_state(self):
         return self.inner.load_state()

@@ -3,7 +3,9 @@
 Each epoch the trainer hands over (metrics, state, artifacts): the state goes into a Tune
 checkpoint (`checkpoint.pt` in a directory Tune uploads to the storage) reported together with the
 metrics through `ray.tune.report`; `load_state` reads the latest one back (`ray.tune.get_checkpoint`)
-when Tune restores the trial after a failure or a driver restart. Artifacts (selection.json) and
+when Tune restores the trial after a failure or a driver restart. A checkpoint that cannot be read
+(cut short when a node died) is set aside and the one before it used (Tune keeps two), so the
+trial is not retried into the same bad file. Artifacts (selection.json) and
 the kept epochs of `cfg.keep_epochs` (finetune parents) are written straight to the study's
 storage: `artifacts/<run_id>/` and `checkpoints/<run_id>/epoch_<E>.pt`.
 
@@ -25,13 +27,18 @@ from __future__ import annotations
 import json
 import math
 import os
+import posixpath
+import re
 import socket
+import sys
 import tempfile
 import time
 from typing import Any
 
 STATE_FILE = "checkpoint.pt"
 MARKER_FILE = "hiddenlab.json"
+STATE_KEYS = frozenset({"epoch", "model", "optimizer", "scheduler", "history"})
+_CHECKPOINT_DIR = re.compile(r"^checkpoint_(\d+)$")   # Tune's names: checkpoint_000003
 
 
 def _plain(value: Any) -> Any:
@@ -72,14 +79,29 @@ class TuneReporter:
 
     # --- Reporter protocol --------------------------------------------------------------------
     def load_state(self) -> dict | None:
-        import torch
+        """The latest readable checkpoint: one that cannot be read (cut short by a crashed node,
+        a full disk) is renamed `checkpoint.pt.unreadable`, so a later retry skips it at once,
+        and the one before it is used (Tune keeps two). With none readable the trial starts
+        anew: the same result, later."""
         from ray import tune
+
+        latest = tune.get_checkpoint()
+        if latest is None:
+            return None
+        for checkpoint in _newest_first(latest):
+            try:
+                return self._read(checkpoint)
+            except UnreadableCheckpoint as e:
+                _log(f"trial {self.run_id}: {e}; trying the checkpoint before it")
+                _set_aside(checkpoint)
+        _log(f"trial {self.run_id}: no readable checkpoint; starting from epoch 1")
+        return None
+
+    def _read(self, checkpoint) -> dict:
+        import torch
 
         from hiddenlab.study.trainer import TrialDiverged
 
-        checkpoint = tune.get_checkpoint()
-        if checkpoint is None:
-            return None
         with checkpoint.as_directory() as d:
             marker = os.path.join(d, MARKER_FILE)
             if os.path.exists(marker):
@@ -91,9 +113,16 @@ class TuneReporter:
                     raise error
             path = os.path.join(d, STATE_FILE)
             if not os.path.exists(path):
-                return None
-            return adapt_state(torch.load(path, map_location="cpu", weights_only=False),
-                               self.cfg)
+                raise UnreadableCheckpoint(f"{checkpoint.path} holds no {STATE_FILE}")
+            try:
+                state = torch.load(path, map_location="cpu", weights_only=False)
+            except Exception as e:  # truncated, or not a checkpoint at all
+                raise UnreadableCheckpoint(f"{checkpoint.path}/{STATE_FILE} is unreadable "
+                                           f"({type(e).__name__})") from None
+        if not isinstance(state, dict) or not STATE_KEYS <= state.keys():
+            raise UnreadableCheckpoint(f"{checkpoint.path}/{STATE_FILE} is not a hiddenlab "
+                                       "trial state")
+        return adapt_state(state, self.cfg)
 
     def report(self, metrics: dict, state: dict | None = None,
                artifacts: dict | None = None) -> None:
@@ -154,6 +183,47 @@ class TuneReporter:
             return
         data = content.encode() if isinstance(content, str) else bytes(content)
         self.storage.write_bytes(data, self.study, "artifacts", self.run_id, name)
+
+
+class UnreadableCheckpoint(RuntimeError):
+    """A Tune checkpoint of a trial without a readable trial state."""
+
+
+def _newest_first(latest) -> list:
+    """The checkpoint Tune hands back, then the older ones beside it in the trial's folder
+    (`checkpoint_<index>`, lower index = older), newest first."""
+    from pyarrow.fs import FileSelector, FileType
+    from ray import tune
+
+    out = [latest]
+    folder, name = posixpath.split(latest.path.rstrip("/"))
+    mine = _CHECKPOINT_DIR.match(name)
+    if mine is None:
+        return out
+    try:
+        infos = latest.filesystem.get_file_info(FileSelector(folder))
+    except OSError:
+        return out
+    older = []
+    for info in infos:
+        m = _CHECKPOINT_DIR.match(posixpath.basename(info.path))
+        if m and info.type == FileType.Directory and int(m.group(1)) < int(mine.group(1)):
+            older.append((int(m.group(1)), info.path))
+    return out + [tune.Checkpoint(path, filesystem=latest.filesystem)
+                  for _, path in sorted(older, reverse=True)]
+
+
+def _set_aside(checkpoint) -> None:
+    """Rename an unreadable state file, kept for inspection, so no retry reads it again."""
+    path = posixpath.join(checkpoint.path, STATE_FILE)
+    try:
+        checkpoint.filesystem.move(path, path + ".unreadable")
+    except OSError:  # already moved by an earlier attempt, or a read-only storage
+        pass
+
+
+def _log(message: str) -> None:
+    print(f"[hiddenlab] {message}", file=sys.stderr, flush=True)
 
 
 def _node_id() -> str | None:

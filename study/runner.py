@@ -3,7 +3,7 @@
 `run_study(study, RunOptions(...))`:
 1. validates every option, every trial of the study (TrialConfig) and every sampled field's
    distribution, and builds the Tune search algorithm, scheduler and callbacks before Ray starts
-   (`plan_study`; its `preflight` is the one place such checks run);
+   (`plan_study` checks the trials, `preflight.check_study` what a run needs);
 2. reads what the storage already holds: completed (or early-stopped) run ids are skipped
    (open_lth's habit), an interrupted experiment of the same plan is resumed
    (`Tuner.can_restore` / `Tuner.restore`, trials continue from their last checkpoint);
@@ -28,6 +28,7 @@ from typing import Any, Mapping, Sequence
 
 from hiddenlab.config import ConfigError
 from hiddenlab.study import export as export_mod
+from hiddenlab.study import preflight
 from hiddenlab.study.registry import Study, get_study
 from hiddenlab.study.spaces import (SCALES, Plan, PlannedTrial, SampledSeries, param_space,
                                     parse_overrides, sampled_space)
@@ -303,7 +304,7 @@ def plan_study(study: Study | str, opts: RunOptions) -> tuple[Study, Storage, Pl
         check_tune(plan, settings)
     except ConfigError as e:
         raise _named_source(e, study) from None
-    preflight(study, storage, plan, opts)
+    _check_plan(plan, opts)
     return study, storage, plan
 
 
@@ -314,9 +315,10 @@ def _named_source(e: ConfigError, study: Study) -> ConfigError:
     return ConfigError(e.field, f"{str(e).split(': ', 1)[-1]} (in {study.source})")
 
 
-def preflight(study: Study, storage: Storage, plan: Plan, opts: RunOptions) -> None:
-    """Pre-flight checks: what must hold before Ray starts and anything is written. The one place
-    they run (from `plan_study`, so `study plan` and `study run` both make them)."""
+def _check_plan(plan: Plan, opts: RunOptions) -> None:
+    """What the trials' methods check (a finetune parent given by path) and their devices, from
+    `plan_study`, so `study plan` and `study run` both make them; `preflight.check_study` adds
+    what only a run needs (data, storage, the Ray address)."""
     for t in plan.trials:   # what needs the file system (a finetune parent given by path)
         if t.parent_run_id is None:
             t.cfg.method_spec.preflight(t.cfg)
@@ -415,6 +417,7 @@ def run_study(study: Study | str, opts: RunOptions | None = None) -> RunSummary:
     opts = opts or RunOptions()
     t0 = time.time()
     study, storage, plan = plan_study(study, opts)
+    preflight.check_study(storage, plan, opts)  # data, folders, address: before Ray starts
     say = (lambda *a: print("[hiddenlab]", *a, file=sys.stderr, flush=True)) if opts.verbose \
         else (lambda *a: None)
     say(f"study {study.name} ({plan.scale}): {len(plan)} trials in {len(plan.phases)} "

@@ -196,6 +196,16 @@ def _resolve(name: str, storage: str):
         raise
 
 
+def _existing(path: str):
+    """The storage of a study that ran: a folder (or URI) that exists."""
+    from hiddenlab.study.storage import Storage
+
+    storage = Storage(path)
+    if not storage.exists():
+        raise ConfigError("storage", f"{storage.uri} does not exist")
+    return storage
+
+
 # --- commands ------------------------------------------------------------------------------------
 def _list(args) -> int:
     from hiddenlab.study.registry import NO_TRIALS, studies
@@ -242,6 +252,7 @@ def _run(args) -> int:
 def _show(args) -> int:
     from hiddenlab.study.planning import show
 
+    _existing(args.storage)
     study, name = _resolve(args.name, args.storage)
     return show(study, name, args.storage, args.scale, _number("seeds", args.seeds, int, 1),
                 args.all)
@@ -251,7 +262,10 @@ def _export(args) -> int:
     from hiddenlab.study import export as ex
 
     _, name = _resolve(args.name, args.storage)
-    uri, tab = ex.export(args.storage, name)
+    storage = _existing(args.storage)
+    if not storage.exists(name):
+        raise ConfigError("storage", f"{storage.uri} holds no study {name} (nothing to export)")
+    uri, tab = ex.export(storage, name)
     print(f"{uri}: {tab.num_rows} rows, "
           f"{len(set(tab.column('run_id').to_pylist()))} trials", file=sys.stdout)
     if args.networks:

@@ -17,8 +17,16 @@ from hiddenlab.study import netexport_cli
 _COMMANDS = [study_cli, netexport_cli, models_cli, data_cli, analysis_cli]
 
 
+class Parser(argparse.ArgumentParser):
+    """Usage errors as one line, like every other refusal (the full usage of `train` is a
+    screenful that buries the error); sub-commands inherit this class."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hiddenlab", description=__doc__)
+    parser = Parser(prog="hiddenlab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in _COMMANDS:
         module.register(sub, list(sys.argv[1:] if argv is None else argv))
@@ -32,6 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"hiddenlab: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        if e.filename is None:   # not about a file the user named: a bug, show it whole
+            raise
+        print(f"hiddenlab: error: {e.filename}: {e.strerror or type(e).__name__}",
+              file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

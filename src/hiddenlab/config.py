@@ -335,6 +335,9 @@ class TrialConfig:
                                   "families (conv*, slot-conv*) take one")
             if self.depth % 2:
                 raise ConfigError("depth", f"{self.depth} is not an even number >= 2")
+        if len(self.synthetic_shape) != 3:
+            raise ConfigError("synthetic_shape", f"{list(self.synthetic_shape)} is not three "
+                              "sizes C H W")
         last = self.epochs
         for name, used_by in (("restarts", "sgdr"), ("milestones", "multistep")):
             points = getattr(self, name)
