@@ -36,6 +36,7 @@ class Study:
     default_scale: str = "smoke"
     seeds: Mapping[str, int] = field(default_factory=lambda: {"smoke": 1, "paper": 5})
     notes: str = ""
+    pack: int = 1    # trials per process, trained as one vectorised model (study/packing.py)
 
     def default_seeds(self, scale: str) -> int:
         return int(self.seeds[scale])

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from hiddenlab.study import export as export_mod
+from hiddenlab.study import packs
 from hiddenlab.config import ConfigError
 from hiddenlab.study.registry import Study, get_study
 from hiddenlab.study.spaces import SCALES, Plan, PlannedTrial, param_space, parse_overrides
@@ -45,6 +46,7 @@ class RunOptions:
     num_cpus: int | None = None                # embedded Ray only (default: all cores)
     verbose: int = 1                           # 0 quiet, 1 a line per trial, 2 Ray's own output
     figures: bool = True
+    pack: int | None = None                    # trials per process (None: the study's `pack`)
 
     def validate(self) -> "RunOptions":
         if self.scale is not None and self.scale not in SCALES:
@@ -80,6 +82,9 @@ class RunOptions:
             raise ConfigError("num_cpus", f"{self.num_cpus!r} must be an integer >= 1")
         if self.num_cpus is not None and self.address is not None:
             raise ConfigError("num_cpus", "only for the embedded Ray (no --address)")
+        if self.pack is not None and (isinstance(self.pack, bool) or
+                                      not isinstance(self.pack, int) or self.pack < 1):
+            raise ConfigError("pack", f"{self.pack!r} must be an integer >= 1")
         return self
 
 
@@ -210,6 +215,7 @@ def plan_study(study: Study | str, opts: RunOptions) -> tuple[Study, Storage, Pl
     for t in plan.trials:   # what needs the file system (a finetune parent given by path)
         if t.parent_run_id is None:
             t.cfg.method_spec.preflight(t.cfg)
+    packs.check(plan, packs.pack_size(study, opts))
     if opts.gpus_per_trial > 0:
         for t in plan.trials:
             if t.cfg.device == "cpu":
@@ -279,7 +285,7 @@ def run_study(study: Study | str, opts: RunOptions | None = None) -> RunSummary:
             if not started_ray:
                 started_ray = _init_ray(opts)
                 _check_resources(opts)
-            name = _experiment_name(plan, i)
+            name = packs.experiment_name(_experiment_name(plan, i), packs.pack_size(study, opts))
             if _restorable(storage, study.name, name):
                 # Resume the interrupted experiment of this plan; trials it never had (children
                 # whose parent has completed since) get an experiment of their own.
@@ -316,8 +322,9 @@ def _run_phase(study: Study, plan: Plan, storage: Storage, opts: RunOptions, ind
     # Small trials checkpoint every epoch: Tune snapshots its state often then; that is fine.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     resources = {"cpu": opts.cpus_per_trial, "gpu": opts.gpus_per_trial}
-    trainable = tune.with_resources(
-        make_trainable(storage.uri, study.name, opts.cpus_per_trial), resources)
+    size = packs.pack_size(study, opts)
+    make = packs.make_trainable if size > 1 else make_trainable
+    trainable = tune.with_resources(make(storage.uri, study.name, opts.cpus_per_trial), resources)
     exp_uri = storage.uri_of(study.name, export_mod.TUNE_DIR, name)
     fs = None if storage.local else storage.fs
     if restorable:
@@ -333,10 +340,12 @@ def _run_phase(study: Study, plan: Plan, storage: Storage, opts: RunOptions, ind
             # A directory Tune cannot restore (killed before its first snapshot): start anew
             # beside it; its trials are found again through their run ids.
             name = f"{name}-{int(time.time())}"
-        say(f"phase {phase.name}: {len(todo)} trial(s) to run in experiment {name}")
+        say(f"phase {phase.name}: {len(todo)} trial(s) to run in experiment {name}" +
+            (f", {packs.count(todo, size)} pack(s)" if size > 1 else ""))
         tuner = tune.Tuner(
             trainable,
-            param_space=param_space(todo, study.name, plan.scale),
+            param_space=(packs.param_space(todo, study.name, plan.scale, size) if size > 1
+                         else param_space(todo, study.name, plan.scale)),
             tune_config=tune.TuneConfig(
                 max_concurrent_trials=opts.max_concurrent, reuse_actors=True,
                 trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
@@ -345,7 +354,7 @@ def _run_phase(study: Study, plan: Plan, storage: Storage, opts: RunOptions, ind
                 storage_filesystem=fs,
                 failure_config=tune.FailureConfig(max_failures=opts.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-                callbacks=[StudyCallback(len(todo), opts.verbose)],
+                callbacks=[StudyCallback(packs.count(todo, size), opts.verbose)],
                 verbose=1 if opts.verbose >= 2 else 0),
         )
     tuner.fit()

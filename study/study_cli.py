@@ -46,6 +46,9 @@ def register_study(subparsers) -> None:
                      help="run again the trials that failed in an earlier run")
     run.add_argument("--num-cpus", default=None,
                      help="CPUs of the embedded Ray (default: all cores)")
+    run.add_argument("--pack", default=None,
+                     help="train up to N trials of one architecture per process as one "
+                          "vectorised model (default: the study's own, usually 1)")
     run.add_argument("--no-figures", dest="figures", action="store_false",
                      help="quickstart: do not draw figures at the end")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
@@ -103,7 +106,7 @@ def _options(args):
                                                        -1),
         retry_errored=args.retry_errored, num_cpus=_number("num_cpus", args.num_cpus, int, 1),
         verbose=0 if args.quiet else (2 if args.verbose else 1),
-        figures=args.figures).validate()
+        figures=args.figures, pack=_number("pack", args.pack, int, 1)).validate()
 
 
 # --- commands ------------------------------------------------------------------------------------
