@@ -48,7 +48,7 @@ FULL = dict(step=[("conv6", (3, 32, 32), 128, 1.0), ("resnet50", (3, 224, 224), 
             pack=[("conv6", (3, 32, 32), 128, 1.0), ("lenet-300-100", (1, 28, 28), 128, 1.0)],
             members=[1, 4, 8, 16], pack_steps=20, pack_repeats=3)
 QUICK = dict(step=[("conv6", (3, 8, 8), 4, 0.0625), ("resnet50", (3, 32, 32), 2, 0.03125)],
-             step_steps=1, step_repeats=1, warmup=1,
+             step_steps=1, step_repeats=1, warmup=0,
              pack=[("conv6", (3, 8, 8), 4, 0.0625), ("lenet-300-100", (1, 28, 28), 8, 0.1)],
              members=[1, 2], pack_steps=1, pack_repeats=1)
 

@@ -331,7 +331,9 @@ class Pack:
 
     def train_epoch(self, epoch: int, progress: bool) -> dict[int, tuple | TrialDiverged]:
         """One pass of every active member over its own training order; per member (mean loss,
-        accuracy), or the TrialDiverged it stopped with."""
+        accuracy), or the TrialDiverged it failed with: checked where `Trial.train_epoch` checks
+        (every 50 steps, and at the end), with its message. A diverged member trains on to the
+        end of the epoch (its NaNs stay in its own channels), then leaves the pack."""
         act = list(self.active)
         ms = [self.members[j] for j in act]
         for j, m in zip(act, ms):
@@ -340,57 +342,49 @@ class Pack:
             m.model.train()
         loss_sum = torch.zeros(len(act), device=self.device)
         correct = torch.zeros(len(act), device=self.device, dtype=torch.long)
-        seen, first, out = 0, (epoch - 1) * self.steps_per_epoch, {}
+        seen, first, failed = 0, (epoch - 1) * self.steps_per_epoch, {}
         iters = [iter(m.data.train) for m in ms]
-        steps = _progress(range(self.steps_per_epoch), progress,
-                          f"epoch {epoch}/{self.cfg0.epochs} ({len(act)} packed)")
-        for i in steps:
+        for i in _progress(range(self.steps_per_epoch), progress,
+                           f"epoch {epoch}/{self.cfg0.epochs} ({len(act)} packed)"):
             batch = [next(it) for it in iters]
-            with self.autocast:
-                logits = self.net([x for x, _ in batch])
-                losses = torch.stack([m.criterion(logits[:, k].float(), y)
-                                      for k, (m, (_, y)) in enumerate(zip(ms, batch))])
-            for m in ms:
-                m.optimizer.zero_grad(set_to_none=True)
-            losses.sum().backward()  # members share no parameter: each gets its own gradient
-            for j, m in zip(act, ms):
-                with self.rngs[j]:
-                    m.optimizer.step()
-                    m.scheduler.step()
-                    for hook in m.hooks:
-                        hook.on_step_end(first + i)
-            y_all = torch.stack([y for _, y in batch], 1)
-            n = y_all.shape[0]
-            loss_sum += losses.detach() * n
-            correct += (logits.argmax(-1) == y_all).sum(0)
-            seen += n
-            if i % 50 == 0 and not bool(torch.isfinite(loss_sum).all()):
-                bad = self._diverged(act, loss_sum, f"at epoch {epoch}, step {i}", out)
-                if bad:
-                    keep = [k for k, j in enumerate(act) if j not in bad]
-                    act, ms, iters = ([act[k] for k in keep], [ms[k] for k in keep],
-                                      [iters[k] for k in keep])
-                    loss_sum, correct = loss_sum[keep], correct[keep]
-                    if not act:
-                        return out
+            losses, hits = self._step(act, ms, batch, first + i)
+            loss_sum += losses * len(batch[0][1])
+            correct += hits
+            seen += len(batch[0][1])
+            if i % 50 == 0 and not bool(torch.isfinite(loss_sum).all()):  # a sync per 50 steps
+                for k, value in enumerate(loss_sum.tolist()):
+                    if not math.isfinite(value) and act[k] not in failed:
+                        failed[act[k]] = TrialDiverged(f"loss is {value} at epoch {epoch}, "
+                                                       f"step {i}")
+        out: dict[int, tuple | TrialDiverged] = {}
         for k, j in enumerate(act):
             train_loss = float(loss_sum[k]) / max(seen, 1)
-            if not math.isfinite(train_loss):
-                out[j] = TrialDiverged(f"loss is {train_loss} at epoch {epoch}")
-                self.drop(j)
-            else:
-                out[j] = (train_loss, float(correct[k]) / max(seen, 1))
+            if j not in failed and not math.isfinite(train_loss):
+                failed[j] = TrialDiverged(f"loss is {train_loss} at epoch {epoch}")
+            out[j] = failed.get(j) or (train_loss, float(correct[k]) / max(seen, 1))
+        for j in failed:
+            self.drop(j)
         return out
 
-    def _diverged(self, act, loss_sum, where: str, out: dict) -> set[int]:
-        bad = set()
-        for k, j in enumerate(act):
-            value = float(loss_sum[k])
-            if not math.isfinite(value):
-                out[j] = TrialDiverged(f"loss is {value} {where}")
-                bad.add(j)
-                self.drop(j)
-        return bad
+    def _step(self, act: list[int], ms: list[Trial], batch: list, step: int):
+        """One training step of the members `act`: the packed forward and backward, then each
+        member's optimiser, schedule and hooks (in its own random stream). Returns the members'
+        losses and correct counts (device tensors, no sync)."""
+        with self.autocast:
+            logits = self.net([x for x, _ in batch])
+            losses = torch.stack([m.criterion(logits[:, k].float(), y)
+                                  for k, (m, (_, y)) in enumerate(zip(ms, batch))])
+        for m in ms:
+            m.optimizer.zero_grad(set_to_none=True)
+        losses.sum().backward()  # members share no parameter: each gets its own gradient
+        for j, m in zip(act, ms):
+            with self.rngs[j]:
+                m.optimizer.step()
+                m.scheduler.step()
+                for hook in m.hooks:
+                    hook.on_step_end(step)
+        hits = (logits.argmax(-1) == torch.stack([y for _, y in batch], 1)).sum(0)
+        return losses.detach(), hits
 
     @torch.no_grad()
     def evaluate(self, split: str = "val") -> dict[int, tuple[float, float]]:
