@@ -30,6 +30,7 @@ import platform
 import statistics
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import torch
@@ -169,6 +170,8 @@ def section(result: dict) -> str:
         lines.append("")
     if result.get("skipped"):
         lines += [f"Skipped (time budget): {', '.join(result['skipped'])}.", ""]
+    for error in result.get("errors", []):
+        lines += [f"Failed: {error}", ""]
     lines.append(END)
     return "\n".join(lines)
 
@@ -214,7 +217,9 @@ def main(argv=None) -> dict:
         f"{os.cpu_count()}-core {platform.machine()} CPU"
     result = {"mode": "quick" if args.quick else "full", "device": name,
               "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
-              "step": [], "packing": [], "skipped": []}
+              "step": [], "packing": [], "skipped": [], "errors": []}
+    if on_gpu:
+        torch.backends.cudnn.benchmark = True
     jobs = [("step", m, lambda m=m: step_vs_dense(*m, device, plan, on_gpu, on_gpu))
             for m in plan["step"]]
     jobs += [("packing", m, lambda m=m: packing(*m, device, plan)) for m in plan["pack"]]
@@ -223,7 +228,13 @@ def main(argv=None) -> dict:
             result["skipped"].append(f"{part} {m[0]}")
             continue
         print(f"[gpu-check] {part} {m[0]} ...", flush=True)
-        result[part] += job()
+        try:
+            result[part] += job()
+        except Exception as e:  # one device run: keep what the other parts measure
+            if args.quick:
+                raise
+            traceback.print_exc()
+            result["errors"].append(f"{part} {m[0]}: {type(e).__name__}: {e}")
     result["wall_s"] = time.time() - t0
     result["optional_imported"] = sorted(m for m in OPTIONAL if m in sys.modules)
     print(section(result))

@@ -7,9 +7,9 @@ Two parts (both by default; `--part study` or `--part step` for one):
   other in the same process (`--repeats R` alternates them A B B A ...). Studies: `quickstart`
   (what `hiddenlab study run quickstart` runs; `--quickstart-scale`) and a LeNet-300-100
   edge-popup sweep, k x seeds on 28x28 data (`--lenet-data fashion-mnist` or `synthetic`).
-  Both modes must give the same run ids and one row per trial per epoch; the largest difference
-  of the final test accuracies between them is reported (float rounding of grouped vs plain
-  layers, at most a few test images).
+  Both modes must give the same run ids and one row per trial per epoch (`same_rows`); the
+  largest differences of test accuracy and training loss between them are reported (float
+  rounding of grouped vs plain layers).
 * step: milliseconds per training step of N trials in one process (`--members`): the N trials
   one after another (`Trial.train_epoch`, what N unpacked trials compute), packed (`Pack`:
   grouped convolutions / bmm over the members' own effective weights), and for dense networks
@@ -28,6 +28,7 @@ import copy
 import json
 import os
 import platform
+import shutil
 import statistics
 import tempfile
 import time
@@ -54,44 +55,55 @@ def lenet_study(data: str, ks, seeds: int, epochs: int, subset: int):
                  seeds={"smoke": seeds, "paper": seeds})
 
 
-def run_once(study, scale: str | None, pack: int, cpus: int) -> dict:
+def run_once(study, scale: str | None, pack: int, cpus: int, storage: Path) -> dict:
+    """One study run in `storage` (emptied first: finetune children name their parent by its
+    path in the storage, so both modes must use the same path to plan the same run ids)."""
     from hiddenlab.study import export
     from hiddenlab.study.runner import RunOptions, run_study
 
-    with tempfile.TemporaryDirectory(prefix="hiddenlab-packbench-") as storage:
-        opts = RunOptions(scale=scale, storage=storage, verbose=0, figures=False, pack=pack,
-                          num_cpus=cpus)
-        t0 = time.time()
-        summary = run_study(study, opts)
-        wall = time.time() - t0
-        df = export.load(storage, summary.study)
-    last = df[df.done.fillna(False).astype(bool)].set_index("run_id")
+    shutil.rmtree(storage, ignore_errors=True)
+    opts = RunOptions(scale=scale, storage=str(storage), verbose=0, figures=False, pack=pack,
+                      num_cpus=cpus)
+    t0 = time.time()
+    summary = run_study(study, opts)
+    wall = time.time() - t0
+    df = export.load(str(storage), summary.study)
     return {"pack": pack, "trials": summary.planned, "ok": summary.ok, "wall_s": round(wall, 1),
-            "trials_per_hour": round(summary.planned / wall * 3600, 1),
-            "rows": len(df), "run_ids": sorted(set(df.run_id)), "test_acc": last.test_acc}
+            "trials_per_hour": round(summary.planned / wall * 3600, 1), "table": df}
+
+
+def compare(a, b) -> dict:
+    """Same run ids and rows, and the largest differences of the results between two runs."""
+    keys = ["run_id", "epoch"]
+    m = a.merge(b, on=keys, suffixes=("", "_b"))
+    same = (len(m) == len(a) == len(b) and
+            set(map(tuple, a[keys].astype(str).values)) == set(map(tuple, b[keys].astype(str).values)))
+    out = {"same_rows": bool(same)}
+    for col in ("train_loss", "val_acc", "test_acc"):
+        out[f"max_{col}_diff"] = float((m[col] - m[f"{col}_b"]).abs().max())
+    return out
 
 
 def bench_study(name: str, study, scale, pack: int, repeats: int, cpus: int) -> list[dict]:
     order = [1, pack] + [pack, 1] * (repeats - 1)  # A B (B A)...: drift hits both alike
     runs: dict[int, list[dict]] = {1: [], pack: []}
-    for p in order:
-        r = run_once(study, scale, p, cpus)
-        print(f"  {name} pack {p}: {r['trials']} trials, {r['wall_s']} s, "
-              f"{r['trials_per_hour']} trials/h, ok={r['ok']}", flush=True)
-        runs[p].append(r)
-    a, b = runs[1][0], runs[pack][0]
-    assert a["run_ids"] == b["run_ids"] and a["rows"] == b["rows"], "packed rows differ"
-    diff = float((a["test_acc"] - b["test_acc"].reindex(a["test_acc"].index)).abs().max())
+    with tempfile.TemporaryDirectory(prefix="hiddenlab-packbench-") as root:
+        for p in order:
+            r = run_once(study, scale, p, cpus, Path(root) / "storage")
+            print(f"  {name} pack {p}: {r['trials']} trials, {r['wall_s']} s, "
+                  f"{r['trials_per_hour']} trials/h, ok={r['ok']}", flush=True)
+            runs[p].append(r)
+    diff = compare(runs[1][0]["table"], runs[pack][0]["table"])
+    print(f"  {name}: {diff}", flush=True)
     out = []
     for p, rs in runs.items():
         tph = statistics.median(r["trials_per_hour"] for r in rs)
         out.append({"study": name, "pack": p, "trials": rs[0]["trials"],
                     "wall_s": [r["wall_s"] for r in rs], "trials_per_hour": round(tph, 1),
-                    "ok": all(r["ok"] for r in rs), "rows": rs[0]["rows"]})
+                    "ok": all(r["ok"] for r in rs), "rows": len(rs[0]["table"]), **diff})
     base = out[0]["trials_per_hour"]
     for row in out:
         row["vs_unpacked"] = round(row["trials_per_hour"] / base, 2)
-        row["max_test_acc_diff"] = round(diff, 4)
     return out
 
 
@@ -190,12 +202,13 @@ def bench_steps(model, method, members, device, steps, repeats, batch, width, sh
 def markdown(result: dict) -> str:
     lines = []
     if result.get("study"):
-        lines += ["| study | trials | pack | wall s | trials/hour | vs unpacked | max test acc diff |",
-                  "|---|---:|---:|---|---:|---:|---:|"]
+        lines += ["| study | trials | pack | wall s | trials/hour | vs unpacked | same rows | "
+                  "max diff test acc / train loss |", "|---|---:|---:|---|---:|---:|---|---|"]
         for r in result["study"]:
             lines.append(f"| {r['study']} | {r['trials']} | {r['pack']} | "
                          f"{', '.join(map(str, r['wall_s']))} | {r['trials_per_hour']:,} | "
-                         f"{r['vs_unpacked']:.2f}x | {r['max_test_acc_diff']} |")
+                         f"{r['vs_unpacked']:.2f}x | {r['same_rows']} | "
+                         f"{r['max_test_acc_diff']:.2g} / {r['max_train_loss_diff']:.2g} |")
         lines.append("")
     if result.get("step"):
         lines += ["| model | method | N | mode | ms/step | ms per trial-step | vs one after another |",
@@ -213,6 +226,8 @@ def main(argv=None) -> dict:
     p.add_argument("--pack", type=int, default=16, help="pack size of the packed study runs")
     p.add_argument("--repeats", type=int, default=1, help="study runs per mode")
     p.add_argument("--cpus", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--studies", nargs="+", choices=["quickstart", "lenet"],
+                   default=["quickstart", "lenet"])
     p.add_argument("--quickstart-scale", default="paper")
     p.add_argument("--lenet-data", default="fashion-mnist")
     p.add_argument("--lenet-ks", type=float, nargs="+", default=[0.1, 0.3, 0.5, 0.7, 0.9])
@@ -235,10 +250,13 @@ def main(argv=None) -> dict:
         print("study throughput", flush=True)
         lenet = lenet_study(args.lenet_data, args.lenet_ks, args.lenet_seeds, args.lenet_epochs,
                             args.lenet_subset)
-        result["study"] = (bench_study("quickstart", "quickstart", args.quickstart_scale,
-                                       args.pack, args.repeats, args.cpus) +
-                           bench_study("lenet-300-100 edge-popup", lenet, "smoke", args.pack,
-                                       args.repeats, args.cpus))
+        studies = {"quickstart": ("quickstart", "quickstart", args.quickstart_scale),
+                   "lenet": ("lenet-300-100 edge-popup", lenet, "smoke")}
+        result["study"] = []
+        for key in args.studies:
+            name, study, scale = studies[key]
+            result["study"] += bench_study(name, study, scale, args.pack, args.repeats,
+                                           args.cpus)
     if args.part in ("step", "both"):
         print("step time", flush=True)
         torch.set_num_threads(args.threads)
