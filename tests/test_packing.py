@@ -152,6 +152,10 @@ def test_packs_group_by_architecture_and_data_balanced():
         assert len({t.run_id for t in g}) == len(g)
     assert len({packs.pack_id(g) for g in groups}) == len(groups)
     assert packs.count(plan.trials, 1) == len(plan.trials)
+    # the study's own pack size, unless the run gives one
+    assert packs.pack_size(small_study("p", pack=4), RunOptions()) == 4
+    assert packs.pack_size(small_study("p", pack=4), RunOptions(pack=1)) == 1
+    assert packs.experiment_name("smoke-p-ab12", 4) == "smoke-p-ab12-pack4"
 
 
 def test_what_cannot_pack_is_refused_before_ray(tmp_path):
