@@ -52,7 +52,6 @@ from collections import defaultdict
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from hiddenlab.config import TrialConfig
 from hiddenlab.study.trainer import (LocalReporter, Trial, epoch_seed, final_metrics, run_trial,
@@ -381,7 +380,6 @@ def apply_proposals(proposals: list[str]) -> None:
 
         print(f"tune_host_allocator(): {tune_host_allocator()}")
     if "factored" in proposals:
-        import dataclasses
 
         from hiddenlab.models.selection import slot
 

@@ -219,8 +219,8 @@ def main(argv=None):
     finally:
         ray.shutdown()
     speedup = rows[1]["trials_per_hour"] / rows[0]["trials_per_hour"]
-    print(f"| mode | resources per trial | threads | concurrent (reached) | wall s | "
-          f"trials/hour | vs exclusive |\n|---|---|---|---|---|---|---|")
+    print("| mode | resources per trial | threads | concurrent (reached) | wall s | "
+          "trials/hour | vs exclusive |\n|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['mode']} | {r['resources']} | {r['threads_per_trial']} | "
               f"{r['max_concurrent_trials']} ({r['concurrency_reached']}) | {r['wall_s']} | "

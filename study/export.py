@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from hiddenlab.config import TrialConfig, all_fields, field_names, kind_of
+from hiddenlab.study import packs
 from hiddenlab.study.storage import Storage
 
 RESULTS_FILE = "results.parquet"
@@ -170,10 +171,11 @@ def read_experiment(storage: Storage, study: str, name: str) -> list[TrialRecord
             except (FileNotFoundError, OSError):
                 error = None
             error = error or "failed (no error file)"
-        records.append(TrialRecord(
+        # a packed trial (study/packs.py) becomes one record per member
+        records.extend(packs.expand(TrialRecord(
             run_id=run_id, config=config, status=status, experiment=name,
             trial_id=trial.trial_id, num_failures=int(meta.num_failures or 0), error=error,
-            fatal=fatal, results=[epochs[e] for e in sorted(epochs)], last_seen=last_seen))
+            fatal=fatal, results=[epochs[e] for e in sorted(epochs)], last_seen=last_seen)))
     return records
 
 

@@ -48,6 +48,7 @@ class Study:
     tune: TuneSettings = field(default_factory=TuneSettings)
     smoke: Mapping[str, Any] = field(default_factory=dict)
     source: str | None = None
+    pack: int = 1    # trials per process, trained as one vectorised model (study/packing.py)
 
     @property
     def builtin(self) -> bool:

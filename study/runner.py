@@ -28,7 +28,7 @@ from typing import Any, Mapping, Sequence
 
 from hiddenlab.config import ConfigError
 from hiddenlab.study import export as export_mod
-from hiddenlab.study import preflight
+from hiddenlab.study import packs, preflight
 from hiddenlab.study.registry import Study, get_study
 from hiddenlab.study.spaces import (SCALES, Plan, PlannedTrial, SampledSeries, param_space,
                                     parse_overrides, sampled_space)
@@ -66,6 +66,7 @@ class RunOptions:
     mode: str | None = None
     callbacks: Sequence[str] | None = None
     heartbeat_s: float = 30.0                  # seconds between progress lines
+    pack: int | None = None                    # trials per process (None: the study's `pack`)
 
     def tune_settings(self, study: Study) -> TuneSettings:
         """The study's Tune settings with these options over them, validated."""
@@ -111,6 +112,9 @@ class RunOptions:
             raise ConfigError("num_cpus", f"{self.num_cpus!r} must be an integer >= 1")
         if self.num_cpus is not None and self.address is not None:
             raise ConfigError("num_cpus", "only for the embedded Ray (no --address)")
+        if self.pack is not None and (isinstance(self.pack, bool) or
+                                      not isinstance(self.pack, int) or self.pack < 1):
+            raise ConfigError("pack", f"{self.pack!r} must be an integer >= 1")
         return self
 
 
@@ -304,7 +308,7 @@ def plan_study(study: Study | str, opts: RunOptions) -> tuple[Study, Storage, Pl
         check_tune(plan, settings)
     except ConfigError as e:
         raise _named_source(e, study) from None
-    _check_plan(plan, opts)
+    _check_plan(study, plan, opts)
     return study, storage, plan
 
 
@@ -315,7 +319,7 @@ def _named_source(e: ConfigError, study: Study) -> ConfigError:
     return ConfigError(e.field, f"{str(e).split(': ', 1)[-1]} (in {study.source})")
 
 
-def _check_plan(plan: Plan, opts: RunOptions) -> None:
+def _check_plan(study: Study, plan: Plan, opts: RunOptions) -> None:
     """What the trials' methods check (a finetune parent given by path) and their devices, from
     `plan_study`, so `study plan` and `study run` both make them; `preflight.check_study` adds
     what only a run needs (data, storage, the Ray address)."""
@@ -324,6 +328,12 @@ def _check_plan(plan: Plan, opts: RunOptions) -> None:
             t.cfg.method_spec.preflight(t.cfg)
     for s in plan.sampled:
         s.probe.method_spec.preflight(s.probe)
+    size = packs.pack_size(study, opts)
+    packs.check(plan, size)
+    if size > 1 and plan.tune.scheduler not in ("fifo", None):
+        raise ConfigError("pack", f"{size}: a pack trains several trials as one Tune trial, so "
+                          f"scheduler {plan.tune.scheduler} cannot stop them one by one; "
+                          "use --pack 1 (or scheduler fifo)")
     if opts.gpus_per_trial > 0:
         cfgs = [(t.run_id, t.cfg) for t in plan.trials] + \
             [(f"series {s.label!r}", s.probe) for s in plan.sampled]
@@ -475,29 +485,34 @@ def _grid_phase(run: _Run, i: int, records: Mapping[str, export_mod.TrialRecord]
         say(f"phase {phase.name}: all {len(runnable)} trial(s) already finished")
         return [t.run_id for t in waiting]
     run.ray()
-    name = _experiment_name(run.plan, i)
+    size = packs.pack_size(run.study, run.opts)
+    name = packs.experiment_name(_experiment_name(run.plan, i), size)
     epochs = max(t.cfg.epochs for t in phase.trials)
     if _restorable(run.storage, run.study.name, name):
         # Resume the interrupted experiment of this plan; trials it never had (children whose
         # parent has completed since) get an experiment of their own.
         known = {r.run_id for r in export_mod.read_experiment(run.storage, run.study.name, name)}
-        _fit(run, name, None, True, len(todo), epochs, f"phase {phase.name}")
+        _fit(run, name, None, True, packs.count(todo, size), epochs, f"phase {phase.name}",
+             size)
         extra = [t for t in todo if t.run_id not in known]
         if extra:
             extra_name = f"{name}-{_digest(extra)}"
-            _fit(run, extra_name, _grid_space(run, extra),
-                 _restorable(run.storage, run.study.name, extra_name), len(extra), epochs,
-                 f"phase {phase.name}")
+            _fit(run, extra_name, _grid_space(run, extra, size),
+                 _restorable(run.storage, run.study.name, extra_name), packs.count(extra, size),
+                 epochs, f"phase {phase.name}", size)
     else:
-        _fit(run, name, _grid_space(run, todo), False, len(todo), epochs, f"phase {phase.name}")
+        _fit(run, name, _grid_space(run, todo, size), False, packs.count(todo, size), epochs,
+             f"phase {phase.name}", size)
     return [t.run_id for t in waiting]
 
 
-def _grid_space(run: _Run, todo: list[PlannedTrial]) -> dict:
-    settings = run.plan.tune
+def _grid_space(run: _Run, todo: list[PlannedTrial], size: int = 1) -> dict:
+    settings, study, scale = run.plan.tune, run.study.name, run.plan.scale
     scheduler = settings.make_scheduler(max(t.cfg.epochs for t in todo)) \
         if settings.scheduler != "pbt" else None   # PBT mutates sampled fields only
-    return dict(space=param_space(todo, run.study.name, run.plan.scale), searcher=None,
+    space = packs.param_space(todo, study, scale, size) if size > 1 else \
+        param_space(todo, study, scale)
+    return dict(space=space, searcher=None,
                 scheduler=scheduler, num_samples=1, derive=None)
 
 
@@ -528,8 +543,9 @@ def _sampled_series(run: _Run, series: SampledSeries) -> int:
 
 
 def _fit(run: _Run, name: str, space: dict | None, restorable: bool, total: int, epochs: int,
-         label: str) -> None:
-    """One Ray Tune experiment: a new Tuner over `space`, or the interrupted one restored."""
+         label: str, pack: int = 1) -> None:
+    """One Ray Tune experiment: a new Tuner over `space`, or the interrupted one restored;
+    with `pack` > 1 its Tune trials are packs of trials (`study/packs.py`)."""
     from ray import tune
 
     from hiddenlab.study.reporter import make_trainable
@@ -540,6 +556,7 @@ def _fit(run: _Run, name: str, space: dict | None, restorable: bool, total: int,
     resources = {"cpu": opts.cpus_per_trial, "gpu": opts.gpus_per_trial}
     derives = {s.label: s.derive for s in run.plan.sampled if s.derive is not None}
     trainable = tune.with_resources(
+        packs.make_trainable(storage.uri, study.name, opts.cpus_per_trial) if pack > 1 else
         make_trainable(storage.uri, study.name, opts.cpus_per_trial, settings.metric, derives),
         resources)
     exp_uri = storage.uri_of(study.name, export_mod.TUNE_DIR, name)
@@ -557,7 +574,8 @@ def _fit(run: _Run, name: str, space: dict | None, restorable: bool, total: int,
             # A directory Tune cannot restore (killed before its first snapshot): start anew
             # beside it; its trials are found again through their run ids.
             name = f"{name}-{int(time.time())}"
-        run.say(f"{label}: {total} trial(s) to run in experiment {name}")
+        run.say(f"{label}: {total} {'pack' if pack > 1 else 'trial'}(s) to run in experiment "
+                f"{name}")
         callbacks = [StudyCallback(total, opts.verbose, opts.heartbeat_s, epochs, label),
                      *settings.make_callbacks(storage, study.name)]
         tuner = tune.Tuner(

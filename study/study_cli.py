@@ -52,6 +52,9 @@ def register_study(subparsers) -> None:
                           "checkpoint")
     run.add_argument("--retry-errored", action="store_true",
                      help="run again the trials that failed in an earlier run")
+    run.add_argument("--pack", default=None,
+                     help="train up to N trials of one architecture per process as one "
+                          "vectorised model (default: the study's own, usually 1)")
     run.add_argument("--no-figures", dest="figures", action="store_false",
                      help="do not draw figures at the end (quickstart and study files)")
     run.add_argument("--progress-every", default="30",
@@ -176,6 +179,7 @@ def _options(args):
         scheduler_options=_key_values("scheduler", args.scheduler_opt),
         metric=args.metric, mode=args.mode, callbacks=args.callbacks or None,
         heartbeat_s=_number("progress_every", getattr(args, "progress_every", "30"), float, 1),
+        pack=_number("pack", getattr(args, "pack", None), int, 1),
     ).validate()
 
 

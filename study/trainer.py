@@ -142,14 +142,16 @@ class Trial:
     """A trial's live objects: data, model, optimiser, schedule, hooks; built once, then run one
     epoch at a time by `run_trial`."""
 
-    def __init__(self, cfg: TrialConfig, device: torch.device):
+    def __init__(self, cfg: TrialConfig, device: torch.device, data=None):
+        """`data`: loaders built already (a packed trial shares one data set between members);
+        the network's draw does not depend on it."""
         self.cfg, self.device = cfg, device
         self.method = cfg.method_spec
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         seed_everything(cfg.seed)
-        self.data = build_data(cfg, device)
+        self.data = build_data(cfg, device) if data is None else data
         seed_everything(cfg.seed)  # the network's draw does not depend on how data was built
         model = self.method.build_model(cfg, self.data.input_shape, self.data.num_classes)
         self.model = model.to(device)
@@ -215,32 +217,56 @@ def run_trial(cfg: TrialConfig, reporter: Reporter) -> dict:
     if device.type == "cpu":  # weight-sized temporaries reuse heap memory instead of faulting
         tune_host_allocator()
     t = Trial(cfg, device)
-    state = reporter.load_state()
-    start_epoch, history, best = 1, [], None
-    previous = snapshot(t.layers) if t.method.selects else None
-    if state is not None:
-        t.model.load_state_dict(state["model"])
-        t.optimizer.load_state_dict(state["optimizer"])
-        t.scheduler.load_state_dict(state["scheduler"])
-        start_epoch, history = state["epoch"] + 1, state["history"]
-        previous, best = state.get("selection"), state.get("best")
-        if history and history[-1].get("done"):
-            return history[-1]
-    started = time.time() - (history[-1]["wall_time_s"] if history else 0.0)
+    record = Record(t, reporter.load_state())
+    if record.done:
+        return record.history[-1]
 
     metrics: dict = {}
-    for epoch in range(start_epoch, cfg.epochs + 1):
+    for epoch in range(record.start_epoch, cfg.epochs + 1):
         t0 = time.time()
         lr = t.optimizer.param_groups[0]["lr"]  # the epoch's starting lr
-        train_loss, train_acc = t.train_epoch(epoch, reporter.progress)
-        val_loss, val_acc = t.evaluate(t.data.val)
+        train = t.train_epoch(epoch, reporter.progress)
+        val = t.evaluate(t.data.val)
+        metrics, state, artifacts = record.end_epoch(epoch, lr, train, val, t0)
+        reporter.report(metrics, state, artifacts)
+    return metrics
+
+
+class Record:
+    """What a trial carries from epoch to epoch besides its live objects: the metrics history,
+    the best-validation network, the last selection (for flip rates) and the wall clock; built
+    from the checkpoint to resume from (restoring model, optimiser and schedule), or fresh."""
+
+    def __init__(self, t: Trial, state: dict | None):
+        self.t = t
+        self.start_epoch, self.history, self.best = 1, [], None
+        self.previous = snapshot(t.layers) if t.method.selects else None
+        if state is not None:
+            t.model.load_state_dict(state["model"])
+            t.optimizer.load_state_dict(state["optimizer"])
+            t.scheduler.load_state_dict(state["scheduler"])
+            self.start_epoch, self.history = state["epoch"] + 1, state["history"]
+            self.previous, self.best = state.get("selection"), state.get("best")
+        self.started = time.time() - (self.history[-1]["wall_time_s"] if self.history else 0.0)
+
+    @property
+    def done(self) -> bool:
+        return bool(self.history and self.history[-1].get("done"))
+
+    def end_epoch(self, epoch: int, lr: float, train: tuple[float, float],
+                  val: tuple[float, float], t0: float) -> tuple[dict, dict, dict | None]:
+        """The epoch's metrics (the test set on the last epoch), the checkpoint state and the
+        artifacts, from its training and validation (loss, accuracy)."""
+        t, cfg = self.t, self.t.cfg
+        (train_loss, train_acc), (val_loss, val_acc) = train, val
         metrics = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc,
                    "val_loss": val_loss, "val_acc": val_acc, "lr": lr, "params": t.total}
-        previous = selection_metrics(t, metrics, previous)
+        self.previous = selection_metrics(t, metrics, self.previous)
         for hook in t.hooks:
             metrics.update(hook.on_epoch_end(epoch))
+        best = self.best
         if best is None or val_acc > best["val_acc"]:
-            best = {"epoch": epoch, "val_acc": val_acc, "model": _cpu_state(t.model)}
+            best = self.best = {"epoch": epoch, "val_acc": val_acc, "model": _cpu_state(t.model)}
         artifacts = None
         if epoch == cfg.epochs:
             metrics.update(final_metrics(t, best))
@@ -248,14 +274,13 @@ def run_trial(cfg: TrialConfig, reporter: Reporter) -> dict:
             artifacts = t.method.artifacts(t.model) if cfg.save_selection else None
         metrics["best_val_epoch"], metrics["best_val_acc"] = best["epoch"], best["val_acc"]
         metrics["epoch_time_s"] = time.time() - t0
-        metrics["wall_time_s"] = time.time() - started
+        metrics["wall_time_s"] = time.time() - self.started
         metrics["eval_mode"] = cfg.eval_label
-        history.append(metrics)
+        self.history.append(metrics)
         state = {"config": cfg.to_dict(), "epoch": epoch, "model": t.model.state_dict(),
                  "optimizer": t.optimizer.state_dict(), "scheduler": t.scheduler.state_dict(),
-                 "history": history, "selection": previous, "best": best}
-        reporter.report(metrics, state, artifacts)
-    return metrics
+                 "history": self.history, "selection": self.previous, "best": best}
+        return metrics, state, artifacts
 
 
 def selection_metrics(t: Trial, metrics: dict, previous) -> Any:
