@@ -207,6 +207,7 @@ def _demo_records(seeds: int, noise: float, rng_seed: int) -> tuple[TrialRecord,
         _slot_machines(add, s, seeds, host)
         _scaling_laws(add, s, host)
         _real_data(add, s, host)
+        _followups(add, s, host)
         _user_study(add, s, host)
     return tuple(out)
 
@@ -380,6 +381,22 @@ def _real_data(add, s, host):
     for method, acc in REAL_DATA.items():
         add("real-data", acc, s, method=method, model="lenet-300-100", dataset="fashion-mnist",
             hostname=host)
+
+
+def _followups(add, s, host):
+    """iterand-k and biprop-k on Conv6: IteRand a little above edge-popup at small k, more with
+    r up to 0.1; biprop about edge-popup's accuracy."""
+    common = dict(dataset="cifar10", model="conv6", hostname=host)
+    for k in (0.1, 0.3, 0.5):
+        ep = 0.86 - 0.25 * (0.5 - k) ** 2
+        add("iterand-k", ep, s, method="edgepopup", k=k, series="edge-popup", **common)
+        add("iterand-k", ep + 0.01, s, method="iterand", k=k, rerand_rate=0.1,
+            series="IteRand r=0.1", **common)
+        add("biprop-k", ep, s, method="edgepopup", k=k, series="edge-popup", **common)
+        add("biprop-k", ep + 0.005, s, method="biprop", k=k, series="biprop", **common)
+    for r in (0.0, 0.01, 1.0):  # r swept at k = 0.5 (0.1 is in the k sweep)
+        add("iterand-k", 0.86 + 0.01 * min(r / 0.1, 1.0) - 0.01 * (r == 1.0), s, method="iterand",
+            k=0.5, rerand_rate=r, series="IteRand k=50%", **common)
 
 
 def _user_study(add, s, host):

@@ -583,8 +583,11 @@ def _fit(run: _Run, name: str, space: dict | None, restorable: bool, total: int,
             param_space=space["space"],
             tune_config=tune.TuneConfig(
                 search_alg=space["searcher"], scheduler=space["scheduler"],
-                num_samples=space["num_samples"], metric=settings.metric,
-                mode=settings.resolved_mode,
+                num_samples=space["num_samples"],
+                # a pack reports its members' metrics under their run ids: no one metric to
+                # compare (and no scheduler: `_check_plan`)
+                metric=settings.metric if pack == 1 else None,
+                mode=settings.resolved_mode if pack == 1 else None,
                 max_concurrent_trials=settings.max_concurrent_trials,
                 reuse_actors=settings.scheduler != "pbt",
                 trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),

@@ -256,10 +256,10 @@ def _run(args) -> int:
 def _show(args) -> int:
     from hiddenlab.study.planning import show
 
-    _existing(args.storage)
+    seeds = _number("seeds", args.seeds, int, 1)
     study, name = _resolve(args.name, args.storage)
-    return show(study, name, args.storage, args.scale, _number("seeds", args.seeds, int, 1),
-                args.all)
+    _existing(args.storage)
+    return show(study, name, args.storage, args.scale, seeds, args.all)
 
 
 def _export(args) -> int:

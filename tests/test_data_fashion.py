@@ -114,7 +114,7 @@ def test_other_copies_and_errors_name_their_paths(spec, tmp_path, monkeypatch, c
     with pytest.raises(DataError, match="apt-get install dataset-fashion-mnist") as e:
         other.arrays(cfg, root, "train")
     assert e.value.path == raw and str(raw) in str(e.value) and "HIDDENLAB_OFFLINE" in str(e.value)
-    monkeypatch.setitem(DATASETS, "fashion-mnist", other)
+    monkeypatch.setitem(DATASETS._entries, "fashion-mnist", other)  # this one test only
     assert run(["data", "info", "fashion-mnist", "--data-root", str(root)]) == 0
     out = capsys.readouterr().out
     assert f"missing: {raw / 'train-images-idx3-ubyte'}" in out and "install Debian's" in out

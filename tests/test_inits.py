@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+from hiddenlab.config import ConfigError
 from hiddenlab.models.inits import INITS, fans_of, init_scores, init_weights
 
 CONV = (64, 32, 3, 3)  # fan_in 288, fan_out 576
@@ -71,7 +72,7 @@ def test_edgepopup_score_init_and_fans():
     s = init_scores("kaiming_uniform", CONV, CONV)
     assert s.abs().max().item() <= 1 / math.sqrt(FI)
     assert init_scores("constant", (3, 3), (3, 3), const=-1.5).unique().tolist() == [-1.5]
-    with pytest.raises(KeyError):
+    with pytest.raises(ConfigError, match="init: 'nope' is not one of"):
         init_weights("nope", CONV, CONV)
 
 

@@ -66,8 +66,10 @@ def test_every_model_with_every_method(name, method):
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     if method == "dense":
         assert all(n.endswith(("weight", "bias")) for n in trainable)
-    else:
-        assert trainable and all(n.endswith("scores") for n in trainable)
+    else:  # scores only (slot layers factored under SGD train them as alpha, gamma)
+        owners = {n for n, m in model.named_modules() if isinstance(m, SelectionLayer)}
+        assert trainable and all(n.rsplit(".", 1)[0] in owners and
+                                 n.endswith(("scores", "alpha", "gamma")) for n in trainable)
 
 
 def test_vgg19_with_slot_machines_values_per_connection():

@@ -124,8 +124,9 @@ def test_incremental_argmax_equals_full_argmax_as_t_moves(grid):
 # --- factored scores under SGD -------------------------------------------------------------------
 def _pair(method: str, **kw):
     cfg = TrialConfig(method=method, model="lenet-300-100", width_mult=0.2, K=8, **kw)
-    torch.manual_seed(0)
-    explicit = build_model(cfg, (1, 10, 10), 10)
+    torch.manual_seed(0)  # built as under Adam: explicit scores (SGD builds factored layers)
+    explicit = build_model(cfg.replace(optimizer="adam"), (1, 10, 10), 10)
+    assert not any(isinstance(m, FactoredSlotLayer) for m in explicit.modules())
     factored = copy.deepcopy(explicit)
     assert factorize(factored) == 3
     return cfg, explicit, factored

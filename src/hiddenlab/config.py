@@ -53,8 +53,12 @@ class Registry(Generic[T]):
         self._entries[name] = entry
         return entry
 
-    def get(self, name: str) -> T:
+    def get(self, name: str, *default: T) -> T:
+        """The entry of `name`; an unknown name is refused unless a default is given (as
+        `Mapping.get`, so a registry can stand where a dict is expected)."""
         if name not in self._entries:
+            if default:
+                return default[0]
             raise ConfigError(self.field, f"{name!r} is not one of {', '.join(self.names())}")
         return self._entries[name]
 
