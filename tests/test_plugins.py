@@ -121,6 +121,9 @@ def test_a_method_in_one_file_trains_through_train_and_a_study(toy_env, tmp_path
     for k, v in toy_env.items():
         monkeypatch.setenv(k, v)
     monkeypatch.syspath_prepend(str(tmp_path))
+    # registered for this test only: studies that take every method (real-data) must not see it
+    monkeypatch.setattr(METHODS, "_entries", dict(METHODS._entries))
+    monkeypatch.delitem(sys.modules, "toy_method", raising=False)
     import importlib
 
     importlib.import_module("toy_method")

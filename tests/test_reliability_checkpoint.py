@@ -85,7 +85,7 @@ def freeze_corrupt_kill(proc: subprocess.Popen, storage: Path) -> list[Path]:
         worker = trial_worker(proc.pid)
         if worker and len(checkpoints(storage)) >= 2:
             os.kill(worker, signal.SIGSTOP)
-            time.sleep(3)   # the driver takes in the results the worker already sent
+            time.sleep(10)  # the driver takes in the results the worker already sent (slow when loaded)
             corrupted = checkpoints(storage)[1:]
             for folder in corrupted:
                 state = folder / "checkpoint.pt"

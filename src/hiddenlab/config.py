@@ -30,8 +30,11 @@ class ConfigError(ValueError):
     """A field has a value outside what is allowed. The message names the field."""
 
     def __init__(self, field_name: str, message: str):
-        self.field = field_name
+        self.field, self.message = field_name, message
         super().__init__(f"{field_name}: {message}")
+
+    def __reduce__(self):  # pickled and copied whole (Ray hands errors between processes)
+        return type(self), (self.field, self.message)
 
 
 # --- registries ------------------------------------------------------------------------------------
