@@ -16,6 +16,7 @@ from hiddenlab.models.inits import fans_of, init_weights, kaiming_std
 from hiddenlab.study.registry import get_study
 from hiddenlab.study.trainer import (LocalReporter, RecalibrateBN, Trial, needs_recalibration,
                                      run_trial)
+from reporters import KillAfter, Killed
 
 BN_SMALL = dict(model="cifar-resnet18", width_mult=0.125, dataset="synthetic",
                 synthetic_shape=(3, 16, 16), synthetic_size=256, batch_size=64, device="cpu",
@@ -125,21 +126,6 @@ def test_scaled_init_figures_run_both_formulas(study):
     inits = {t.cfg.init for t in get_study(study).plan("smoke").trials}
     assert {"scaled_kaiming_normal", "scaled_kaiming_normal_code", "scaled_signed_constant",
             "scaled_signed_constant_code"} <= inits
-
-
-class Killed(Exception):
-    pass
-
-
-class KillAfter(LocalReporter):
-    def __init__(self, out, n):
-        super().__init__(out, progress=False)
-        self.n = n
-
-    def report(self, metrics, state, artifacts):
-        super().report(metrics, state, artifacts)
-        if metrics["epoch"] == self.n:
-            raise Killed
 
 
 def test_best_validation_network_is_kept_and_tested_across_a_resume(tmp_path):

@@ -17,6 +17,7 @@ from hiddenlab.models.selection.iterand import METHOD, IteRandLayer, Rerandomize
 from hiddenlab.models.selection.layers import LayerSpec
 from hiddenlab.study.registry import get_study
 from hiddenlab.study.trainer import LocalReporter, run_trial
+from reporters import KillAfter, Killed
 
 SMALL = dict(model="conv2", width_mult=0.25, dataset="synthetic", synthetic_shape=(3, 16, 16),
              synthetic_size=256, batch_size=32, device="cpu", schedule="constant")
@@ -211,21 +212,6 @@ def test_rate_zero_is_edgepopup_bit_for_bit(tmp_path):
     keys = ("train_loss", "train_acc", "val_loss", "val_acc", "test_acc", "flip_rate")
     assert [a[k] for k in keys] == [b[k] for k in keys]
     assert_same_state(final_state(tmp_path / "it")["model"], final_state(tmp_path / "ep")["model"])
-
-
-class Killed(Exception):
-    pass
-
-
-class KillAfter(LocalReporter):
-    def __init__(self, out, n):
-        super().__init__(out, progress=False)
-        self.n = n
-
-    def report(self, metrics, state, artifacts):
-        super().report(metrics, state, artifacts)
-        if metrics["epoch"] == self.n:
-            raise Killed
 
 
 def test_resume_after_kill_is_exact_and_checkpoints_hold_the_redrawn_weights(tmp_path):

@@ -12,6 +12,7 @@ from hiddenlab.models.selection import selection_layers
 from hiddenlab.models.selection.finetune import from_parent
 from hiddenlab.config import TrialConfig
 from hiddenlab.study.trainer import LocalReporter, TrialDiverged, lr_factor, run_trial
+from reporters import KillAfter, Killed
 
 SMALL = dict(model="conv2", width_mult=0.25, dataset="synthetic", synthetic_shape=(3, 16, 16),
              synthetic_size=512, batch_size=64, device="cpu", schedule="constant")
@@ -57,23 +58,6 @@ def test_deterministic_same_seed(tmp_path):
     assert [a[k] for k in keys] == [b[k] for k in keys]
     c = run_trial(cfg.replace(seed=1), LocalReporter(tmp_path / "c", progress=False))
     assert c["train_loss"] != a["train_loss"]
-
-
-class Killed(Exception):
-    pass
-
-
-class KillAfter(LocalReporter):
-    """Dies right after the checkpoint of epoch `n` is on disk, as a kill there would."""
-
-    def __init__(self, out, n):
-        super().__init__(out, progress=False)
-        self.n = n
-
-    def report(self, metrics, state, artifacts):
-        super().report(metrics, state, artifacts)
-        if metrics["epoch"] == self.n:
-            raise Killed
 
 
 @pytest.mark.parametrize("method", ["edgepopup", "slot-ps", "supermask"])
