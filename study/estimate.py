@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+from hiddenlab.config import DATASETS
+
 # Training images of the data sets whose files may be absent when a study is planned.
 TRAIN_IMAGES = {"mnist": 60_000, "fashion-mnist": 60_000, "cifar10": 50_000, "cifar100": 50_000,
                 "imagenet": 1_281_167}
@@ -108,7 +110,6 @@ def _match(df, work: Work):
 # --- calibration ---------------------------------------------------------------------------------
 def train_images(cfg) -> int | None:
     """Training images per epoch (after the validation split), without loading the data."""
-    from hiddenlab.config import DATASETS
     from hiddenlab.data.datasets import resolve_root
 
     if cfg.dataset == "synthetic":
@@ -131,7 +132,6 @@ def train_images(cfg) -> int | None:
 
 
 def _val_images(cfg, train: int) -> int:
-    from hiddenlab.config import DATASETS
 
     if cfg.dataset == "synthetic":
         return max(cfg.synthetic_size // 4, 1)
@@ -147,7 +147,6 @@ def calibrate(cfg, threads: int = 1) -> float | None:
     image) and the images of its validation set. None where the trial cannot be built here."""
     import torch
 
-    from hiddenlab.config import DATASETS
     from hiddenlab.study.trainer import Trial, resolve_device
 
     n_train = train_images(cfg)

@@ -29,6 +29,8 @@ import time
 from dataclasses import replace
 from typing import Any, Sequence
 
+from hiddenlab.config import ConfigError
+
 PACK_KEY = "pack_members"
 
 
@@ -165,7 +167,6 @@ def make_trainable(storage_uri: str, study: str, cpus_per_trial: float = 1.0):
     """The Ray Tune function trainable of a pack."""
 
     def hiddenlab_pack(config: dict) -> None:
-        from hiddenlab.config import ConfigError
         from hiddenlab.study.packing import run_pack
         from hiddenlab.study.spaces import config_from_ray
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hiddenlab.config import ConfigError
+from hiddenlab.config import ConfigError, field_names
 
 SKIP_COLUMNS = ("seed", "parent")   # every series has seeds; a parent path is long and per run
 
@@ -138,7 +138,6 @@ def show(study, name: str, storage_uri: str, scale: str | None, seeds: int | Non
 
 def _varying_in(records) -> list[str]:
     """Fields that differ between these trials (sampled trials, which no plan lists)."""
-    from hiddenlab.config import field_names
 
     out = []
     for f in field_names():

@@ -35,6 +35,8 @@ import tempfile
 import time
 from typing import Any
 
+from hiddenlab.config import ConfigError, all_fields, kind_of
+
 STATE_FILE = "checkpoint.pt"
 MARKER_FILE = "hiddenlab.json"
 STATE_KEYS = frozenset({"epoch", "model", "optimizer", "scheduler", "history"})
@@ -280,7 +282,6 @@ def adapt_state(state: dict, cfg) -> dict:
 def plain_point(point: dict) -> dict:
     """A Tune-drawn config as TrialConfig takes it: numpy scalars (Tune's integer draws) as
     Python numbers, and integer fields that PBT scaled by 0.8/1.2 rounded back to integers."""
-    from hiddenlab.config import all_fields, kind_of
 
     fields = all_fields()
     out = {}
@@ -302,7 +303,6 @@ def make_trainable(storage_uri: str, study: str, cpus_per_trial: float = 1.0,
     derives = dict(derives or {})
 
     def hiddenlab_trial(config: dict) -> None:
-        from hiddenlab.config import ConfigError
         from hiddenlab.study.spaces import config_from_ray
         from hiddenlab.study.trainer import TrialDiverged, run_trial
 
