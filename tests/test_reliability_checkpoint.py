@@ -77,6 +77,19 @@ def trial_worker(driver: int) -> int | None:
     return None
 
 
+def driver_has_taken_in(storage: Path, reports: int, timeout: float = 120) -> None:
+    """Wait until the driver has processed `reports` results of the frozen worker (its JSON
+    logger writes a line per result it takes in), so that it restores from the newest
+    checkpoint, not from one it had not heard of yet (a loaded machine delays the driver)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        lines = sum(len(p.read_text().splitlines())
+                    for p in storage.glob("ckpt/tune/*/*/result.json"))
+        if lines >= reports:
+            return
+        time.sleep(0.2)
+
+
 def freeze_corrupt_kill(proc: subprocess.Popen, storage: Path) -> list[Path]:
     """Once the trial has two checkpoints: freeze its worker, cut short every checkpoint but the
     oldest, kill the worker. Returns the corrupted folders."""
@@ -85,7 +98,7 @@ def freeze_corrupt_kill(proc: subprocess.Popen, storage: Path) -> list[Path]:
         worker = trial_worker(proc.pid)
         if worker and len(checkpoints(storage)) >= 2:
             os.kill(worker, signal.SIGSTOP)
-            time.sleep(10)  # the driver takes in the results the worker already sent (slow when loaded)
+            driver_has_taken_in(storage, len(checkpoints(storage)))
             corrupted = checkpoints(storage)[1:]
             for folder in corrupted:
                 state = folder / "checkpoint.pt"
