@@ -77,36 +77,49 @@ def trial_worker(driver: int) -> int | None:
     return None
 
 
-def driver_has_taken_in(storage: Path, reports: int, timeout: float = 120) -> None:
-    """Wait until the driver has processed `reports` results of the frozen worker (its JSON
-    logger writes a line per result it takes in), so that it restores from the newest
-    checkpoint, not from one it had not heard of yet (a loaded machine delays the driver)."""
-    deadline = time.time() + timeout
+def result_lines(storage: Path) -> int:
+    """Results the driver has taken in (its JSON logger writes a line per result)."""
+    return sum(len(p.read_text().splitlines()) for p in storage.glob("ckpt/tune/*/*/result.json"))
+
+
+def settled_checkpoints(storage: Path, quiet: float = 3.0, timeout: float = 120) -> list[Path]:
+    """The checkpoint folders once the driver has acted on all that the frozen worker sent it:
+    neither they nor the results have changed for `quiet` seconds (a loaded machine delays
+    the driver)."""
+    last, since, deadline = None, time.time(), time.time() + timeout
     while time.time() < deadline:
-        lines = sum(len(p.read_text().splitlines())
-                    for p in storage.glob("ckpt/tune/*/*/result.json"))
-        if lines >= reports:
-            return
+        now = (tuple(checkpoints(storage)), result_lines(storage))
+        if now != last:
+            last, since = now, time.time()
+        elif time.time() - since >= quiet:
+            break
         time.sleep(0.2)
+    return list(last[0])
 
 
 def freeze_corrupt_kill(proc: subprocess.Popen, storage: Path) -> list[Path]:
-    """Once the trial has two checkpoints: freeze its worker, cut short every checkpoint but the
-    oldest, kill the worker. Returns the corrupted folders."""
+    """Once the trial has written its third checkpoint: freeze its worker, cut short every
+    checkpoint but the oldest, kill the worker. Returns the corrupted folders.
+
+    Tune registers a function trainable's checkpoint by a `save` call to the worker after it
+    has logged the result, so the frozen worker may hold back the newest one: the driver then
+    restores from the one before. Registering one deletes the oldest of three (two kept), so
+    whichever of the two newest the driver restores from is corrupt and the oldest left is
+    whole, once the third exists (with only two, the driver may know just the first)."""
     deadline = time.time() + 400
     while time.time() < deadline and proc.poll() is None:
         worker = trial_worker(proc.pid)
-        if worker and len(checkpoints(storage)) >= 2:
+        found = checkpoints(storage)
+        if worker and found and int(found[-1].name.split("_")[1]) >= 2:
             os.kill(worker, signal.SIGSTOP)
-            driver_has_taken_in(storage, len(checkpoints(storage)))
-            corrupted = checkpoints(storage)[1:]
+            corrupted = settled_checkpoints(storage)[1:]
             for folder in corrupted:
                 state = folder / "checkpoint.pt"
                 state.write_bytes(state.read_bytes()[:100])
             os.kill(worker, signal.SIGKILL)
             return corrupted
         time.sleep(0.05)
-    pytest.fail(f"the trial never had two checkpoints to corrupt (rc {proc.poll()})")
+    pytest.fail(f"the trial never had three checkpoints (rc {proc.poll()})")
 
 
 def reference() -> list[dict]:
