@@ -112,7 +112,9 @@ def test_best_validation_network_round_trips(tmp_path):
         assert torch.equal(out, evaluation_network(ckpt, best_val=True)(x))
         assert not torch.equal(out, evaluation_network(ckpt)(x))
     assert nx.accuracy_on_test_set(nf) == nf.header["test_acc"] == metrics["best_val_test_acc"]
-    assert metrics["best_val_test_acc"] != metrics["test_acc"]
+    nx.export_checkpoint(ckpt, tmp_path / "last.hlnet")   # and the last one keeps its own
+    last = nx.read(tmp_path / "last.hlnet")
+    assert last.header["epoch"] == 4 and nx.accuracy_on_test_set(last) == metrics["test_acc"]
 
 
 def test_plain_module_runs_without_hiddenlab(tmp_path):

@@ -82,8 +82,16 @@ def test_supermask_host_masks_are_the_torch_masks(dtype):
     assert torch.equal(expected_mask(p), p > 0.5)
     torch.manual_seed(6)
     fast = bernoulli_mask(p)
+    after = torch.rand(3)
+    assert fast.dtype == torch.bool and fast.shape == p.shape
+    assert not fast[0] and fast[1]            # p = 0 never, p = 1 always
     torch.manual_seed(6)
-    assert torch.equal(fast, torch.rand_like(p) < p)
+    assert torch.equal(bernoulli_mask(p), fast)   # torch's seed reproduces the draw
+    torch.manual_seed(6)
+    torch.randint(0, 2**63 - 1, (), dtype=torch.int64)
+    assert torch.equal(torch.rand(3), after)  # ... which took one number of torch's stream
+    strided = p.view(-1)[:10_000].view(100, 100).t()   # not numpy's: torch.bernoulli
+    assert bernoulli_mask(strided).dtype == dtype
 
 
 def test_supermask_kept_p_backward_equals_recomputed_backward():

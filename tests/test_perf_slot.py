@@ -14,7 +14,7 @@ from hiddenlab.models import build_model
 from hiddenlab.models.selection import selection_layers
 from hiddenlab.models.selection.layers import LayerSpec
 from hiddenlab.models.selection.slot import (FactoredSlotLayer, IncrementalArgmax, SlotLayer,
-                                             attach, categorical_draw, factorize)
+                                             attach, categorical_draw, factorize, upper_envelope)
 from hiddenlab.config import TrialConfig
 from hiddenlab.study.trainer import make_optimizer
 
@@ -104,10 +104,11 @@ def test_incremental_argmax_equals_full_argmax_as_t_moves(grid):
     tracker = IncrementalArgmax(s0, w)
     rng = np.random.default_rng(0)
     t = np.zeros(n, np.float32)
-    recomputed = []
+    recomputed, direct = [], []
     for step in range(60):
         tracker.update(t)
         recomputed.append(tracker.recomputed)
+        direct.append(tracker.direct)
         assert np.array_equal(tracker.index, _argmax64(s0, w, t)), step
         assert np.array_equal(tracker.chosen, w.numpy()[np.arange(n), tracker.index])
         move = rng.standard_normal(n).astype(np.float32) * np.float32(0.02)
@@ -119,6 +120,28 @@ def test_incremental_argmax_equals_full_argmax_as_t_moves(grid):
     # only the stale ones; on the grid, ties at t = 0 leave empty intervals for a few steps
     assert recomputed[0] == n
     assert (np.median(recomputed[1:]) if grid else max(recomputed[1:])) < n / 4
+    # the envelope settles the moved rows; the direct computation only t on a breakpoint
+    assert sum(direct) == 0 if not grid else 0 < sum(direct) < sum(recomputed) / 2
+
+
+def test_upper_envelope_is_the_argmax_between_its_breakpoints():
+    g = torch.Generator().manual_seed(9)
+    n, K = 3000, 8
+    s0 = torch.randint(0, 5, (n, K), generator=g).double() / 4   # ties, equal and equal slopes
+    w = torch.randint(-3, 4, (n, K), generator=g).double() / 4
+    s0[:1000], w[:1000] = torch.rand(1000, K, generator=g).double(), torch.randn(1000, K).double()
+    s0[5], w[5] = 0.5, 0.25   # all K lines identical: the first index, for every t
+    line, bp = upper_envelope(s0.numpy(), w.numpy())
+    ends = np.concatenate([np.full((n, 1), -1e6), np.where(np.isfinite(bp), bp, 1e6),
+                           np.full((n, 1), 1e6)], axis=1)
+    assert (np.diff(ends, axis=1) >= 0).all()   # ascending, +inf once the envelope ends
+    for m in range(K):   # the middle of every segment (a large |t| for the outer ones)
+        lo, hi = ends[:, m], ends[:, m + 1]
+        live = hi > lo
+        t = np.where(live, (lo + hi) / 2, 0.0)
+        full = (s0.numpy() + t[:, None] * w.numpy()).argmax(1)
+        assert np.array_equal(line[live, m], full[live]), m
+    assert (line[5] == 0).all() and np.isinf(bp[5]).all()
 
 
 # --- factored scores under SGD -------------------------------------------------------------------

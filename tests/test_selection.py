@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from hiddenlab.models.selection.layers import LayerSpec
 from hiddenlab.models.selection.edgepopup import EdgePopupLayer, GlobalTopK, kept_count, topk_mask
 from hiddenlab.models.selection.slot import SlotLayer
-from hiddenlab.models.selection.supermask import SupermaskLayer
+from hiddenlab.models.selection.supermask import SupermaskLayer, bernoulli_mask
 
 
 def reference_topk(scores: torch.Tensor, k: float) -> torch.Tensor:
@@ -163,7 +163,7 @@ def test_supermask_gradient_and_eval_modes():
     torch.manual_seed(3)  # the same Bernoulli draw, by hand
     logits = layer.scores.detach().clone().requires_grad_()
     p = torch.sigmoid(logits)
-    mask = torch.bernoulli(p.detach()).requires_grad_()
+    mask = bernoulli_mask(p.detach()).float().requires_grad_()
     F.linear(x, layer.weight * mask).pow(2).sum().backward()
     expected = mask.grad * p.detach() * (1 - p.detach())  # through the sigmoid
     torch.testing.assert_close(layer.scores.grad, expected)

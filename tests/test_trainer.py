@@ -86,14 +86,15 @@ def test_nan_loss_raises(tmp_path):
     ("supermask", dict(supermask_scale=True)),
 ])
 def test_finetune_reproduces_parent_exactly(parent_method, kw, tmp_path):
-    parent_cfg = cfg_for(parent_method, epochs=2, keep_epochs=(1,), **kw)
-    reporter = LocalReporter(tmp_path / "p", progress=False, keep_epochs=(1,))
+    # the parent's last epoch: after one, a sampled supermask can still be near chance
+    parent_cfg = cfg_for(parent_method, epochs=2, keep_epochs=(2,), **kw)
+    reporter = LocalReporter(tmp_path / "p", progress=False, keep_epochs=(2,))
     run_trial(parent_cfg, reporter)
-    ckpt = torch.load(tmp_path / "p" / "epoch_1.pt", weights_only=False)
+    ckpt = torch.load(tmp_path / "p" / "epoch_2.pt", weights_only=False)
     parent = build_model(parent_cfg, (3, 16, 16), 10)
     parent.load_state_dict(ckpt["model"])
     parent.eval()
-    child_cfg = TrialConfig(method="finetune", parent=str(tmp_path / "p"), parent_epoch=1,
+    child_cfg = TrialConfig(method="finetune", parent=str(tmp_path / "p"), parent_epoch=2,
                             epochs=1, lr=0.01, device="cpu")
     child = from_parent(child_cfg, (3, 16, 16), 10).eval()
     x = torch.randn(32, 3, 16, 16)

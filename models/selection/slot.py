@@ -160,21 +160,59 @@ def ratio(gamma: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     return gamma.detach() / alpha.detach()
 
 
+def upper_envelope(s0: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every row's upper envelope of its K lines y_j(t) = s0_j + t w_j (float64 (n, K)): the
+    lines that are the argmax (first index among equal lines) as t runs from -inf to +inf, in
+    order (`line`, (n, K), the last one repeated), and the breakpoints between them (`bp`,
+    (n, K - 1), ascending, +inf once the envelope ends). From a line i the next is the one of a
+    steeper slope that crosses it first, the steepest of those crossing there."""
+    n, K = s0.shape
+    rows = np.arange(n)
+    cur = np.where(w == w.min(1, keepdims=True), s0, -np.inf).argmax(1)  # t -> -inf
+    line = np.empty((n, K), dtype=np.int64)
+    bp = np.full((n, K - 1), np.inf)
+    line[:, 0] = cur
+    x = np.full(n, -np.inf)
+    for m in range(K - 1):
+        slope = w - w[rows, cur][:, None]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cross = (s0[rows, cur][:, None] - s0) / slope
+        cross = np.where(slope > 0, cross, np.inf)
+        first = cross.min(1)
+        nxt = np.where(cross == first[:, None], w, -np.inf).argmax(1)
+        going = np.isfinite(first)
+        x = np.where(going, np.maximum(first, x), x)  # rounding never walks back
+        bp[:, m] = np.where(going, x, np.inf)
+        cur = np.where(going, nxt, cur)
+        line[:, m + 1] = cur
+    return line, bp
+
+
+def round_down32(x: np.ndarray) -> np.ndarray:
+    """The largest float32 <= x (float64 x; -inf below float32's range)."""
+    d = x.astype(np.float32)
+    return np.where(d > x, np.nextafter(d, np.float32(-np.inf)), d)
+
+
 class IncrementalArgmax:
     """argmax_j S0[c, j] + t[c] * W[c, j] (first index among ties) for every connection c, kept
     between calls as t moves.
 
-    For the current index i the argmax stays i while t is strictly inside (lo, hi), with
-    lo = max over W_j < W_i of (S0_j - S0_i) / (W_i - W_j) and hi = the min of the same over
-    W_j > W_i (where the line of j crosses i's). A call compares t with the stored intervals and
-    recomputes index and interval of the connections outside theirs only. Recomputed in float64
-    (products of float32 are exact there); the interval is rounded inwards to float32, so that a
-    float32 t strictly inside it is inside the exact one."""
+    Each connection's K lines have an upper envelope (`upper_envelope`, computed once): the
+    argmax is its line m for t between its breakpoints m - 1 and m. The breakpoints are stored
+    rounded down to float32 (D, with -inf before the first and +inf after the last), and a
+    float32 t with D[m] < t < D[m + 1] is strictly inside the exact segment (t > D <=> t > B
+    for B rounded down to D; t < D implies t < B). A call compares t with each connection's
+    current segment and walks those outside it to their new one, a neighbour at a time (t moves
+    little per step: one or two). A t that lands on a stored breakpoint (or is not finite) is
+    settled by the direct computation (`_recompute`: float64, first index among ties, the exact
+    interval rounded inwards)."""
 
-    CHUNK = 1 << 17  # rows recomputed at once (bounds the float64 temporaries)
+    CHUNK = 1 << 17  # rows handled at once (bounds the float64 temporaries)
 
     def __init__(self, scores0: torch.Tensor, values: torch.Tensor):
         K = values.shape[-1]
+        self.K = K
         self.s0 = scores0.detach().reshape(-1, K).numpy()
         self.w = values.detach().reshape(-1, K).numpy()
         n = self.w.shape[0]
@@ -182,15 +220,51 @@ class IncrementalArgmax:
         self.chosen = np.empty(n, dtype=self.w.dtype)
         self.lo = np.full(n, np.inf, dtype=np.float32)  # empty intervals: all stale
         self.hi = np.full(n, -np.inf, dtype=np.float32)
-        self.recomputed = 0  # rows recomputed by the last update (for benchmarks/tests)
+        self.seg = np.zeros(n, dtype=np.int64)          # where the walk starts
+        self.line = np.empty((n, K), dtype=np.int8 if K <= 127 else np.int16)
+        self.bounds = np.empty((n, K + 1), dtype=np.float32)  # D[-1], D[0], ..., D[K-1]
+        self.bounds[:, 0], self.bounds[:, K] = -np.inf, np.inf
+        for start in range(0, n, self.CHUNK):
+            part = slice(start, start + self.CHUNK)
+            line, bp = upper_envelope(self.s0[part].astype(np.float64),
+                                      self.w[part].astype(np.float64))
+            self.line[part], self.bounds[part, 1:K] = line, round_down32(bp)
+        self.recomputed = 0  # rows that left their segment at the last update (benchmarks/tests)
+        self.direct = 0      # of those, rows settled by the direct computation
 
     def update(self, t: np.ndarray) -> None:
         inside = np.greater(t, self.lo)
         inside &= np.less(t, self.hi)
         rows = np.flatnonzero(~inside)
         self.recomputed = rows.size
+        self.direct = 0
         for start in range(0, rows.size, self.CHUNK):
-            self._recompute(rows[start:start + self.CHUNK], t)
+            self._move(rows[start:start + self.CHUNK], t)
+
+    def _move(self, rows: np.ndarray, t: np.ndarray) -> None:
+        K, tr = self.K, t[rows]
+        bounds = self.bounds.reshape(-1)
+        base = rows * (K + 1)
+        seg = self.seg[rows]
+        for _ in range(K):
+            up = np.greater_equal(tr, bounds[base + seg + 1]) & (seg < K - 1)
+            down = np.less_equal(tr, bounds[base + seg]) & (seg > 0)
+            if not (up.any() or down.any()):
+                break
+            seg += up
+            seg -= down
+        lo, hi = bounds[base + seg], bounds[base + seg + 1]
+        ok = np.greater(tr, lo) & np.less(tr, hi)  # false on a breakpoint, and for NaN
+        self.seg[rows] = seg
+        good, seg = rows[ok], seg[ok]
+        index = self.line.reshape(-1)[good * K + seg].astype(np.int64)
+        self.index[good] = index
+        self.chosen[good] = self.w.reshape(-1)[good * K + index]
+        self.lo[good], self.hi[good] = lo[ok], hi[ok]
+        if not ok.all():
+            direct = rows[~ok]
+            self.direct += direct.size
+            self._recompute(direct, t)
 
     def _recompute(self, rows: np.ndarray, t: np.ndarray) -> None:
         s0 = self.s0[rows].astype(np.float64)

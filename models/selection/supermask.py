@@ -6,15 +6,20 @@ p > 0.5 (deterministic, cached): `eval_mode` says which, and every result record
 Optional dynamic scaling (TF reference): weights x n / kept, so the layer's output scale does not
 shrink with sparsity.
 
-Fast path (CPU): the mask is drawn as `rand_like(p) < p`, which for float32/float64 p on CPU
-consumes the generator exactly as `torch.bernoulli(p)` does and returns the same draw
-(tests/test_fastpaths.py) at about a third of the cost, as a bool mask (no float copy); the
-comparison and `weight * mask` run in numpy (kernels.py: torch's bool kernels are slow on the
-CPU), and the backward reuses p = sigmoid(logit) from the forward (one weight-sized tensor kept
-per layer, one sigmoid pass saved per step). The uniforms themselves (torch's mt19937, one
-32-bit draw each) are most of what is left: handing torch's generator state to numpy's MT19937
-produces the identical stream, but no faster. CUDA keeps `torch.bernoulli`, already one fused
-kernel there, and recomputes sigmoid(logit) in backward rather than keeping it (memory).
+Fast path (CPU): the mask is drawn by `host_bernoulli` from a numpy SFC64 generator seeded by
+one draw of torch's generator (`kernels.host_generator`), as a bool mask: one random byte b per
+weight settles u < p for all but the 1/256 of weights whose byte is floor(256 p), and those get
+a second uniform (u = (b + v) / 256, exactly uniform to 2^-32). That is Bernoulli(p) exactly
+(to better than the 2^-24 of a float32 uniform), at about a third of the cost of torch's
+mt19937 uniforms, which were most of a supermask step on a small network. The stream changed
+with it: for a given seed the masks differ from those of earlier revisions (which drew
+`rand_like(p) < p`, i.e. `torch.bernoulli`'s draw); the distribution is tested
+(tests/test_perf_kernels.py), and the draw advances torch's generator by exactly one number, so
+seeding, resuming and packed trials reproduce it as before. The comparison and
+`weight * mask` run in numpy (kernels.py: torch's bool kernels are slow on the CPU), and the
+backward reuses p = sigmoid(logit) from the forward (one weight-sized tensor kept per layer, one
+sigmoid pass saved per step). CUDA keeps `torch.bernoulli`, already one fused kernel there, and
+recomputes sigmoid(logit) in backward rather than keeping it (memory).
 """
 
 from __future__ import annotations
@@ -30,20 +35,34 @@ from hiddenlab.config import SCORE_INITS, param
 from ..inits import init_scores, init_weights
 from .layers import LayerSpec, SelectionLayer
 from .method import BASE_RECIPE, Hook, Method, SelectionOptions, is_imagenet
-from .kernels import apply_mask, host_ok
+from .kernels import apply_mask, host_generator, host_ok, random_bytes
 from .packing import MASK_BITS
 
 
 def bernoulli_mask(p: torch.Tensor) -> torch.Tensor:
-    """A Bernoulli(p) draw, elementwise. Bool for float32/float64 p on CPU (`rand < p`: the very
-    draw `torch.bernoulli` makes from the same generator state, leaving it in the same state),
-    `torch.bernoulli`'s float 0/1 elsewhere (CUDA, half precisions: their draws differ)."""
-    if p.device.type == "cpu" and p.dtype in (torch.float32, torch.float64):
-        u = torch.rand_like(p)
-        if host_ok(p, u):
-            return torch.from_numpy(np.less(u.numpy(), p.detach().numpy()))
-        return u < p
+    """A Bernoulli(p) draw, elementwise: bool from `host_bernoulli` for contiguous float32/float64
+    p on the CPU (one number of torch's generator consumed), `torch.bernoulli`'s float 0/1
+    elsewhere (CUDA, half precisions, strided p)."""
+    if host_ok(p):
+        mask = host_bernoulli(p.detach().reshape(-1).numpy(), host_generator())
+        return torch.from_numpy(mask).view(p.shape)
     return torch.bernoulli(p)
+
+
+def host_bernoulli(p: np.ndarray, gen: np.random.Generator) -> np.ndarray:
+    """mask[i] = u[i] < p[i] for u[i] = (b[i] + v[i]) / 256 uniform on [0, 1): b a random byte,
+    v a uniform of p's precision drawn only where b = floor(256 p) leaves it open. False for NaN
+    p, True for p = 1, False for p = 0."""
+    t = np.multiply(p, p.dtype.type(256))
+    with np.errstate(invalid="ignore"):  # NaN p: any byte, then v < NaN is False
+        whole = np.minimum(t, p.dtype.type(255)).astype(np.uint8)  # floor: t >= 0
+    b = random_bytes(gen, p.size)
+    mask = np.less(b, whole)
+    open_ = np.flatnonzero(b == whole)
+    if open_.size:
+        rest = t[open_] - whole[open_]   # exact: t and its floor are close
+        mask[open_] = gen.random(open_.size, dtype=p.dtype) < rest
+    return mask
 
 
 def expected_mask(p: torch.Tensor) -> torch.Tensor:
