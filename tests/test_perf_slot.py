@@ -12,6 +12,7 @@ from scipy.stats import chisquare
 
 from hiddenlab.models import build_model
 from hiddenlab.models.selection import selection_layers
+from hiddenlab.models.selection.kernels import host_uniforms
 from hiddenlab.models.selection.layers import LayerSpec
 from hiddenlab.models.selection.slot import (FactoredSlotLayer, IncrementalArgmax, SlotLayer,
                                              attach, categorical_draw, factorize, upper_envelope)
@@ -20,12 +21,13 @@ from hiddenlab.study.trainer import make_optimizer
 
 
 # --- the PS draw ---------------------------------------------------------------------------------
-def _draw_by_definition(logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """categorical_draw's definition, one row at a time, float32 running sums."""
+def _draw_by_definition(logits: torch.Tensor, u: torch.Tensor, exp=torch.exp) -> torch.Tensor:
+    """categorical_draw's definition, one row at a time, float32 running sums (`exp`: the
+    host path's numpy exp, or torch's)."""
     out = []
     for row, v in zip(logits.reshape(-1, logits.shape[-1]), u.reshape(-1)):
-        e = torch.exp(row - row.max())
-        c = np.cumsum(e.numpy(), dtype=np.float32)  # sequential float32 sums
+        e = exp((row - row.max()).numpy())
+        c = np.cumsum(np.asarray(e), dtype=np.float32)  # sequential float32 sums
         out.append(int(np.sum(c[:-1] <= np.float32(v) * c[-1])))
     return torch.tensor(out).view(logits.shape[:-1])
 
@@ -39,24 +41,38 @@ def test_categorical_draw_matches_its_definition_on_both_paths(K):
         logits[5:10, 0] = -torch.inf  # a value of zero mass
     u = torch.rand(333, generator=g)
     u[0], u[1] = 0.0, 1.0 - 2.0**-24  # the ends of torch.rand's range
-    expected = _draw_by_definition(logits, u)
     host = categorical_draw(logits, u)  # contiguous float32 on the CPU: numpy, K-first
     device = categorical_draw(torch.cat([logits, logits], 1)[:, :K], u)  # strided: torch ops
-    assert torch.equal(host, expected) and torch.equal(device, expected)
+    assert torch.equal(host, _draw_by_definition(logits, u, np.exp))
+    assert torch.equal(device, _draw_by_definition(logits, u, lambda x: torch.exp(
+        torch.from_numpy(x)).numpy()))
     assert (host[5:10] != 0).all() or K == 1  # zero mass never drawn
 
 
-def test_categorical_draw_uses_one_uniform_per_connection_from_the_global_generator():
+def test_categorical_draw_takes_one_number_of_torch_stream_for_its_uniforms():
     logits = torch.randn(4, 6, 8)
     torch.manual_seed(3)
     a = categorical_draw(logits)
     after = torch.rand(2)
     torch.manual_seed(3)
-    u = torch.rand(4, 6)
+    u = torch.from_numpy(host_uniforms(24)).view(4, 6)
     assert torch.equal(a, categorical_draw(logits, u))
-    assert torch.equal(after, torch.rand(2))  # exactly 24 uniforms were consumed
+    assert torch.equal(after, torch.rand(2))  # host_uniforms took one number of torch's stream
     torch.manual_seed(3)
     assert torch.equal(a, categorical_draw(logits))  # deterministic
+
+
+def test_host_uniforms_are_torch_rands_grid_and_uniform():
+    torch.manual_seed(0)
+    u = host_uniforms(1_000_001)
+    assert u.dtype == np.float32 and u.min() >= 0 and u.max() < 1
+    assert np.array_equal(u * np.float32(2**24), np.floor(u * np.float32(2**24)))  # 24 bits
+    counts = np.bincount((u * 64).astype(np.int64), minlength=64)
+    assert chisquare(counts).pvalue > 1e-3
+    pairs = np.bincount((u[:-1:2] * 8).astype(np.int64) * 8 + (u[1::2] * 8).astype(np.int64),
+                        minlength=64)   # the two halves of a word are independent
+    assert chisquare(pairs).pvalue > 1e-3
+    assert host_uniforms(5, np.float64).dtype == np.float64
 
 
 @pytest.mark.parametrize("probs", [[0.7, 0.2, 0.05, 0.05], [1 / 8] * 8,
@@ -218,6 +234,24 @@ def test_factored_gs_argmax_is_the_argmax_of_its_scores():
     assert _train_side_by_side(cfg, explicit, factored, 12, check) >= 2
 
 
+def test_loading_a_state_keeps_the_tracker_only_while_s0_and_w_stay():
+    _, _, factored = _pair("slot-gs")
+    layer = selection_layers(factored)[0][1]
+    first = layer.argmax()
+    tracker = layer._tracker
+    state = {k: v.clone() for k, v in factored.state_dict().items()}
+    with torch.no_grad():
+        layer.gamma.normal_()            # another step's gamma: the same S0 and W
+    factored.load_state_dict(state)      # the best-validation swap and back
+    assert layer._tracker is tracker and torch.equal(layer.argmax(), first)
+    other = dict(state)
+    name = next(k for k in state if k.endswith("scores0"))
+    other[name] = torch.flip(state[name], dims=[-1])   # another network's S0
+    factored.load_state_dict(other)
+    assert layer._tracker is None
+    assert torch.equal(layer.argmax(), layer.scores.detach().argmax(-1))
+
+
 def test_factored_layer_starts_as_the_explicit_layer():
     _, explicit, factored = _pair("slot-gs")
     x = torch.randn(3, 1, 10, 10)
@@ -251,6 +285,9 @@ def test_factored_ps_sample_is_categorical_draw_of_its_scores():
         got = layer.sample()
         torch.manual_seed(9)
         assert torch.equal(got, categorical_draw(layer.scores.detach()))
+        torch.manual_seed(9)
+        chosen = layer.compute_weight().detach()   # the flat take of the drawn values
+        assert torch.equal(chosen, layer.weight.gather(-1, got.unsqueeze(-1)).squeeze(-1))
 
 
 def test_factored_gs_with_nonpositive_alpha_falls_back_to_explicit_argmax():

@@ -69,6 +69,18 @@ def random_bytes(gen: np.random.Generator, n: int) -> np.ndarray:
     return gen.bit_generator.random_raw((n + 7) // 8).view(np.uint8)[:n]
 
 
+def host_uniforms(n: int, dtype=np.float32) -> np.ndarray:
+    """n uniforms on [0, 1) from a fresh `host_generator()` (one number of torch's stream):
+    float32 with the 24 random bits of `torch.rand` (two per raw 64-bit word: numpy's own
+    float32 draw goes one 32-bit word at a time, ~2x slower), float64 with 53."""
+    gen = host_generator()
+    if np.dtype(dtype) != np.float32:
+        return gen.random(n, dtype=dtype)
+    words = gen.bit_generator.random_raw((n + 1) // 2).view(np.uint32)[:n]
+    bits = np.right_shift(words, np.uint32(8)).view(np.int32)   # < 2^24: exact in float32
+    return np.multiply(bits.astype(np.float32), np.float32(2.0**-24))
+
+
 def host_ok(*tensors: torch.Tensor) -> bool:
     """Whether numpy may compute on these tensors' memory directly: contiguous float32/float64
     on the CPU, outside torch.compile tracing."""
@@ -88,6 +100,7 @@ def apply_mask(weight: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     the sign of w, as torch's does)."""
     if mask.dtype == torch.bool and host_ok(weight) and mask.is_contiguous() \
             and mask.device.type == "cpu" and mask.shape == weight.shape:
-        out = np.multiply(as_numpy(weight), mask.reshape(-1).numpy())
+        w = as_numpy(weight)  # times the mask as floats: numpy's float x bool loop is slower
+        out = np.multiply(w, mask.reshape(-1).numpy().astype(w.dtype))
         return torch.from_numpy(out).view(weight.shape)
     return weight * mask

@@ -9,12 +9,16 @@ Values and scores are stored with K last, and the pick is an index gather (the r
 multiplies a one-hot K-tensor: K times the work). Backward: dL/dS[..., j] = dL/dW_eff * W[..., j]
 for every j, selected or not.
 
-PS draws by inverse CDF: one uniform u per connection (`torch.rand`, the global generator) and
-the first j whose cumulative softmax mass exceeds u. Before, it drew by Gumbel-max (K
-exponentials per connection, `gumbel_argmax`, kept for comparison): the same distribution, but
-K times the random numbers, and torch's CPU exponential sampler is slow (~25x the cost per step
-on LeNet-300-100). The stream changed: a PS trial's picks differ from those of earlier
-revisions (tests/test_perf_slot.py checks the distribution by a chi-square test).
+PS draws by inverse CDF: one uniform u per connection and the first j whose cumulative softmax
+mass exceeds u. Before, it drew by Gumbel-max (K exponentials per connection, `gumbel_argmax`,
+kept for comparison): the same distribution, but K times the random numbers, and torch's CPU
+exponential sampler is slow (~25x the cost per step on LeNet-300-100). On the CPU the uniforms
+come from `kernels.host_uniforms` (SFC64 seeded by one number of torch's stream, 24 bits each as
+`torch.rand`'s, at a third of its cost) and the arithmetic runs K-first in numpy, with numpy's
+exp (within 2 ulp of torch's, ~2.5x faster); elsewhere `torch.rand` and torch's ops. The stream
+changed twice (Gumbel-max, then these uniforms): a PS trial's picks differ from those of earlier
+revisions for a given seed (tests/test_perf_slot.py checks the distribution by a chi-square
+test).
 
 Factored scores (`factorize`, SGD only; docs/performance.md): under SGD (momentum, weight decay,
 Nesterov, dampening) the K-wide scores of every connection stay of the form
@@ -43,7 +47,7 @@ from hiddenlab.config import SCORE_INITS, param
 from ..inits import init_scores, init_weights
 from .layers import LayerSpec, SelectionLayer
 from .method import BASE_RECIPE, Method, SelectionOptions
-from .kernels import host_ok
+from .kernels import host_ok, host_uniforms
 from .packing import INDEX_BITS
 
 
@@ -68,19 +72,20 @@ def gumbel_argmax(scores: torch.Tensor) -> torch.Tensor:
 
 def categorical_draw(logits: torch.Tensor, u: torch.Tensor | None = None) -> torch.Tensor:
     """A sample of Categorical(softmax(logits)) along the last axis by inverse CDF: one uniform
-    per row (`u`, default `torch.rand` from the global generator) and
+    per row (`u`; default `host_uniforms` on the CPU, `torch.rand` elsewhere) and
     index = #{j < K - 1 : C_j <= u * C_{K-1}}, where C_j = e_0 + ... + e_j (float32, summed in
     order) and e_j = exp(logits_j - max logits). A value whose mass underflows to 0 is never
     picked; the last index takes what rounding leaves of [0, 1). On the CPU the K values of all
-    rows are laid out K-first for the arithmetic (`draw_k_first`): the same numbers, each
-    operation one contiguous pass."""
+    rows are laid out K-first for the arithmetic (`draw_k_first`, numpy's exp); elsewhere
+    torch's ops (torch's exp: the two agree to the exp's last-ulp rounding)."""
+    K = logits.shape[-1]
+    if host_ok(logits) and (u is None or host_ok(u)):
+        rows = logits.numel() // K
+        u_ = host_uniforms(rows, logits.numpy().dtype) if u is None else u.reshape(-1).numpy()
+        k_first = np.ascontiguousarray(logits.detach().reshape(-1, K).numpy().T)
+        return torch.from_numpy(draw_k_first(k_first, u_)).view(logits.shape[:-1])
     if u is None:
         u = torch.rand(logits.shape[:-1], dtype=logits.dtype, device=logits.device)
-    K = logits.shape[-1]
-    if host_ok(logits, u):
-        k_first = np.ascontiguousarray(logits.detach().reshape(-1, K).numpy().T)
-        index = draw_k_first(k_first, u.reshape(-1).numpy())
-        return torch.from_numpy(index).view(logits.shape[:-1])
     mass = (logits - logits.amax(-1, keepdim=True)).exp_()
     for j in range(1, K):  # in order, float32: what the host path computes
         mass[..., j] += mass[..., j - 1]
@@ -89,12 +94,16 @@ def categorical_draw(logits: torch.Tensor, u: torch.Tensor | None = None) -> tor
 
 def draw_k_first(logits: np.ndarray, u: np.ndarray) -> np.ndarray:
     """`categorical_draw` for logits laid out (K, n) (overwritten) and u (n,): int64 (n,)."""
+    K = logits.shape[0]
     np.subtract(logits, logits.max(axis=0), out=logits)
-    torch.from_numpy(logits).exp_()  # torch's exp, as on every other path
-    for j in range(1, logits.shape[0]):
+    np.exp(logits, out=logits)
+    for j in range(1, K):
         np.add(logits[j - 1], logits[j], out=logits[j])
     bar = np.multiply(u, logits[-1])
-    return np.less_equal(logits[:-1], bar).sum(axis=0, dtype=np.int64)
+    count = np.zeros(logits.shape[1], dtype=np.uint8 if K <= 255 else np.int32)
+    for j in range(K - 1):  # a running count: numpy's bool sum over an axis is slow
+        np.add(count, np.less_equal(logits[j], bar), out=count, casting="unsafe")
+    return count.astype(np.int64)
 
 
 class SlotLayer(SelectionLayer):
@@ -306,6 +315,7 @@ class FactoredSlotLayer(SelectionLayer):
         self.eval_mode = eval_mode
         self._tracker: IncrementalArgmax | None = None
         self._k_first_copies: tuple[np.ndarray, np.ndarray] | None = None
+        self._starts: np.ndarray | None = None
 
     @classmethod
     def from_layer(cls, layer: SlotLayer) -> "FactoredSlotLayer":
@@ -358,18 +368,32 @@ class FactoredSlotLayer(SelectionLayer):
     @torch.no_grad()
     def sample(self) -> torch.Tensor:
         """`categorical_draw(self.scores)`, on the CPU built K-first straight from S0 and W."""
-        u = torch.rand(self.spec.shape, dtype=self.gamma.dtype, device=self.gamma.device)
-        if not host_ok(self.gamma, self.weight, self.scores0, u):
-            return categorical_draw(self.scores, u)
+        if not host_ok(self.gamma, self.weight, self.scores0):
+            return categorical_draw(self.scores)
         s0, w = self._k_first()
         alpha = np.asarray(float(self.alpha), dtype=s0.dtype)
         gamma = self.gamma.detach().reshape(-1).numpy()
+        u = host_uniforms(gamma.size, gamma.dtype)
         logits = np.empty_like(s0)
         scaled = np.empty_like(gamma)
         for j in range(s0.shape[0]):
             np.multiply(s0[j], alpha, out=logits[j])
             np.add(logits[j], np.multiply(w[j], gamma, out=scaled), out=logits[j])
-        return torch.from_numpy(draw_k_first(logits, u.reshape(-1).numpy())).view(self.spec.shape)
+        return torch.from_numpy(draw_k_first(logits, u)).view(self.spec.shape)
+
+    @torch.no_grad()
+    def _chosen_by_sample(self) -> torch.Tensor:
+        index = self.sample()
+        if not host_ok(self.weight):
+            return self.weight.gather(-1, index.unsqueeze(-1)).squeeze(-1)
+        flat = index.reshape(-1).numpy() + self._row_starts()   # a flat take: ~8x a gather
+        return torch.from_numpy(self.weight.reshape(-1).numpy()[flat]).view(self.spec.shape)
+
+    def _row_starts(self) -> np.ndarray:
+        n = self.gamma.numel()
+        if self._starts is None or self._starts.size != n:
+            self._starts = np.arange(n, dtype=np.int64) * self.K
+        return self._starts
 
     def _k_first(self) -> tuple[np.ndarray, np.ndarray]:
         if self._k_first_copies is None:
@@ -384,8 +408,7 @@ class FactoredSlotLayer(SelectionLayer):
 
     def compute_weight(self) -> torch.Tensor:
         if self._mode() == "sample":
-            with torch.no_grad():
-                chosen = self.weight.gather(-1, self.sample().unsqueeze(-1)).squeeze(-1)
+            chosen = self._chosen_by_sample()
         else:
             chosen = self._chosen_by_argmax()
         return FactoredGather.apply(chosen, self.alpha, self.gamma)
@@ -406,10 +429,25 @@ class FactoredSlotLayer(SelectionLayer):
         self.gamma.zero_()
         self._tracker, self._k_first_copies = None, None
 
-    def _load_from_state_dict(self, *args, **kwargs):
-        super()._load_from_state_dict(*args, **kwargs)
-        self._tracker = None  # S0 may have changed: rebuilt at the next use
-        self._k_first_copies = None
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        same = self._same_frozen(state_dict, prefix)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        if not same:  # S0 or W changed: rebuilt at the next use
+            self._tracker, self._k_first_copies = None, None
+
+    def _same_frozen(self, state_dict, prefix) -> bool:
+        """Whether loading `state_dict` leaves S0 and W as they are (a trainer swapping in the
+        best-validation network and back): the argmax tracker then stays valid, and its
+        envelopes (~0.4 s per million connections) are not rebuilt."""
+        if self._tracker is None and self._k_first_copies is None:
+            return False
+        for name in ("scores0", "weight"):
+            new, mine = state_dict.get(prefix + name), getattr(self, name)
+            if new is None:
+                continue
+            if new.shape != mine.shape or new.device != mine.device or not torch.equal(new, mine):
+                return False
+        return True
 
 
 def factorize(model: nn.Module) -> int:

@@ -54,8 +54,8 @@ def host_bernoulli(p: np.ndarray, gen: np.random.Generator) -> np.ndarray:
     v a uniform of p's precision drawn only where b = floor(256 p) leaves it open. False for NaN
     p, True for p = 1, False for p = 0."""
     t = np.multiply(p, p.dtype.type(256))
-    with np.errstate(invalid="ignore"):  # NaN p: any byte, then v < NaN is False
-        whole = np.minimum(t, p.dtype.type(255)).astype(np.uint8)  # floor: t >= 0
+    with np.errstate(invalid="ignore"):  # NaN p: casts to 0, then v < NaN is False
+        whole = np.clip(t, 0, 255).astype(np.uint8)  # floor(t), 255 for p = 1
     b = random_bytes(gen, p.size)
     mask = np.less(b, whole)
     open_ = np.flatnonzero(b == whole)
