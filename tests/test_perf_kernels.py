@@ -12,7 +12,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from reference_impls import sort_scatter_topk  # noqa: E402
 
 from hiddenlab.models.selection.edgepopup import topk_mask  # noqa: E402
-from hiddenlab.models.selection.kernels import apply_mask, host_ok, tune_host_allocator  # noqa: E402
+from hiddenlab.models.selection.kernels import (SEED_WORDS, apply_mask, host_ok,  # noqa: E402
+                                                tune_host_allocator)
 from hiddenlab.models.selection.supermask import (SigmoidMaskedWeight,  # noqa: E402
                                                   bernoulli_mask, expected_mask)
 
@@ -88,8 +89,8 @@ def test_supermask_host_masks_are_the_torch_masks(dtype):
     torch.manual_seed(6)
     assert torch.equal(bernoulli_mask(p), fast)   # torch's seed reproduces the draw
     torch.manual_seed(6)
-    torch.randint(0, 2**63 - 1, (), dtype=torch.int64)
-    assert torch.equal(torch.rand(3), after)  # ... which took one number of torch's stream
+    torch.randint(0, 2**63 - 1, (SEED_WORDS,), dtype=torch.int64)
+    assert torch.equal(torch.rand(3), after)  # ... which took SEED_WORDS numbers of torch's stream
     strided = p.view(-1)[:10_000].view(100, 100).t()   # not numpy's: torch.bernoulli
     assert bernoulli_mask(strided).dtype == dtype
 

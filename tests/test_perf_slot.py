@@ -57,7 +57,7 @@ def test_categorical_draw_takes_one_number_of_torch_stream_for_its_uniforms():
     torch.manual_seed(3)
     u = torch.from_numpy(host_uniforms(24)).view(4, 6)
     assert torch.equal(a, categorical_draw(logits, u))
-    assert torch.equal(after, torch.rand(2))  # host_uniforms took one number of torch's stream
+    assert torch.equal(after, torch.rand(2))  # host_uniforms took a few numbers of torch's stream
     torch.manual_seed(3)
     assert torch.equal(a, categorical_draw(logits))  # deterministic
 
@@ -171,9 +171,25 @@ def _pair(method: str, **kw):
     return cfg, explicit, factored
 
 
+def _record_weights(model) -> list[dict]:
+    """Each selection layer's effective weight of the last forward, kept in a dict per layer."""
+    seen = []
+    for _, layer in selection_layers(model):
+        box, compute = {}, layer.compute_weight
+
+        def recorded(compute=compute, box=box):
+            box["w"] = compute()
+            return box["w"]
+
+        layer.compute_weight = recorded
+        seen.append(box)
+    return seen
+
+
 def _train_side_by_side(cfg, explicit, factored, steps: int, check):
     opts = [make_optimizer(cfg, [p for p in m.parameters() if p.requires_grad])
             for m in (explicit, factored)]
+    used = [_record_weights(m) for m in (explicit, factored)]
     g = torch.Generator().manual_seed(1)
     for step in range(steps):
         x, y = torch.randn(16, 1, 10, 10, generator=g), torch.randint(0, 10, (16,), generator=g)
@@ -183,6 +199,14 @@ def _train_side_by_side(cfg, explicit, factored, steps: int, check):
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+        # PS: a uniform within a rounding of a boundary between two values' masses picks
+        # differently from the two formulations' scores (a few in a thousand runs of this
+        # test): the networks, then the trajectories, differ from this step on
+        sampled = cfg.method_spec.samples_in_training   # GS's near-ties: `check` tells them
+        if sampled and any(not torch.equal(a["w"], b["w"]) for a, b in zip(*used)):
+            picks = sum(int((a["w"] != b["w"]).sum()) for a, b in zip(*used))
+            assert picks <= 2, (step, picks)
+            return step
         if check(step):
             return step
     return steps

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import threading
 
 import numpy as np
 import torch
@@ -26,6 +27,7 @@ _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 _MMAP_MAX_THRESHOLD = 32 << 20  # glibc's ceiling for M_MMAP_THRESHOLD on 64-bit
 _tuned: bool | None = None
+_thread = threading.local()  # host_generator's generator, one per thread
 
 
 def tune_host_allocator(trim_threshold: int = 1 << 30) -> bool:
@@ -54,14 +56,26 @@ def tune_host_allocator(trim_threshold: int = 1 << 30) -> bool:
     return _tuned
 
 
+SEED_WORDS = 3  # numbers of torch's stream a host draw takes
+
+
 def host_generator() -> np.random.Generator:
-    """A numpy generator (SFC64) for a host draw, seeded by one int64 of torch's default CPU
-    generator: the draw is then as reproducible as torch's stream (`torch.manual_seed`, the
-    trainer's per-epoch reseed, a packed member's own RNG state) and advances it by one number.
-    Why not torch's own: its CPU generator is mt19937, one 32-bit word per number, ~3x slower
-    per weight than SFC64's raw 64-bit words, and the draw is most of what a sampled mask costs."""
-    seed = int(torch.randint(0, 2**63 - 1, (), dtype=torch.int64))
-    return np.random.Generator(np.random.SFC64(seed))
+    """This thread's numpy generator (SFC64) for a host draw, its state set from three int64 of
+    torch's default CPU generator: the draw is then as reproducible as torch's stream
+    (`torch.manual_seed`, the trainer's per-epoch reseed, a packed member's own RNG state) and
+    advances it by `SEED_WORDS` numbers. Why not torch's own: its CPU generator is mt19937, one
+    32-bit word per number, ~3x slower per weight than SFC64's raw 64-bit words, and the draw is
+    most of what a sampled mask costs. The state is set directly (12 outputs discarded, as
+    SFC64's own seeding does) rather than through `SFC64(seed)`, whose SeedSequence took ~80 us
+    per call inside a training step."""
+    a, b, c = torch.randint(0, 2**63 - 1, (SEED_WORDS,), dtype=torch.int64).tolist()
+    gen = getattr(_thread, "generator", None)
+    if gen is None:
+        gen = _thread.generator = np.random.Generator(np.random.SFC64(0))
+    gen.bit_generator.state = {"bit_generator": "SFC64", "has_uint32": 0, "uinteger": 0,
+                               "state": {"state": np.array([a, b, c, 1], dtype=np.uint64)}}
+    gen.bit_generator.random_raw(12)
+    return gen
 
 
 def random_bytes(gen: np.random.Generator, n: int) -> np.ndarray:
@@ -70,7 +84,7 @@ def random_bytes(gen: np.random.Generator, n: int) -> np.ndarray:
 
 
 def host_uniforms(n: int, dtype=np.float32) -> np.ndarray:
-    """n uniforms on [0, 1) from a fresh `host_generator()` (one number of torch's stream):
+    """n uniforms on [0, 1) from `host_generator()` (three numbers of torch's stream):
     float32 with the 24 random bits of `torch.rand` (two per raw 64-bit word: numpy's own
     float32 draw goes one 32-bit word at a time, ~2x slower), float64 with 53."""
     gen = host_generator()

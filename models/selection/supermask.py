@@ -7,14 +7,14 @@ Optional dynamic scaling (TF reference): weights x n / kept, so the layer's outp
 shrink with sparsity.
 
 Fast path (CPU): the mask is drawn by `host_bernoulli` from a numpy SFC64 generator seeded by
-one draw of torch's generator (`kernels.host_generator`), as a bool mask: one random byte b per
+three draws of torch's generator (`kernels.host_generator`), as a bool mask: one random byte b per
 weight settles u < p for all but the 1/256 of weights whose byte is floor(256 p), and those get
 a second uniform (u = (b + v) / 256, exactly uniform to 2^-32). That is Bernoulli(p) exactly
 (to better than the 2^-24 of a float32 uniform), at about a third of the cost of torch's
 mt19937 uniforms, which were most of a supermask step on a small network. The stream changed
 with it: for a given seed the masks differ from those of earlier revisions (which drew
 `rand_like(p) < p`, i.e. `torch.bernoulli`'s draw); the distribution is tested
-(tests/test_perf_kernels.py), and the draw advances torch's generator by exactly one number, so
+(tests/test_perf_kernels.py), and the draw advances torch's generator by exactly three numbers, so
 seeding, resuming and packed trials reproduce it as before. The comparison and
 `weight * mask` run in numpy (kernels.py: torch's bool kernels are slow on the CPU), and the
 backward reuses p = sigmoid(logit) from the forward (one weight-sized tensor kept per layer, one
@@ -41,7 +41,7 @@ from .packing import MASK_BITS
 
 def bernoulli_mask(p: torch.Tensor) -> torch.Tensor:
     """A Bernoulli(p) draw, elementwise: bool from `host_bernoulli` for contiguous float32/float64
-    p on the CPU (one number of torch's generator consumed), `torch.bernoulli`'s float 0/1
+    p on the CPU (three numbers of torch's generator consumed), `torch.bernoulli`'s float 0/1
     elsewhere (CUDA, half precisions, strided p)."""
     if host_ok(p):
         mask = host_bernoulli(p.detach().reshape(-1).numpy(), host_generator())
