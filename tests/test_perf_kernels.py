@@ -12,8 +12,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from reference_impls import sort_scatter_topk  # noqa: E402
 
 from hiddenlab.models.selection.edgepopup import topk_mask  # noqa: E402
-from hiddenlab.models.selection.kernels import (SEED_WORDS, apply_mask, host_ok,  # noqa: E402
-                                                tune_host_allocator)
+from hiddenlab.models.selection.kernels import (HOST_DRAW_MIN, SEED_WORDS, apply_mask,  # noqa: E402
+                                                host_ok, tune_host_allocator)
 from hiddenlab.models.selection.supermask import (SigmoidMaskedWeight,  # noqa: E402
                                                   bernoulli_mask, expected_mask)
 
@@ -77,20 +77,24 @@ def test_host_topk_with_nan_scores_falls_back_to_radix():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_supermask_host_masks_are_the_torch_masks(dtype):
-    p = torch.rand(10_001, generator=torch.Generator().manual_seed(5), dtype=dtype)
-    p[:3] = torch.tensor([0.0, 1.0, 0.5], dtype=dtype)
-    assert torch.equal(expected_mask(p), p > 0.5)
-    torch.manual_seed(6)
-    fast = bernoulli_mask(p)
-    after = torch.rand(3)
-    assert fast.dtype == torch.bool and fast.shape == p.shape
-    assert not fast[0] and fast[1]            # p = 0 never, p = 1 always
-    torch.manual_seed(6)
-    assert torch.equal(bernoulli_mask(p), fast)   # torch's seed reproduces the draw
-    torch.manual_seed(6)
-    torch.randint(0, 2**63 - 1, (SEED_WORDS,), dtype=torch.int64)
-    assert torch.equal(torch.rand(3), after)  # ... which took SEED_WORDS numbers of torch's stream
+def test_supermask_masks_by_size(dtype):
+    for n in (HOST_DRAW_MIN - 1, HOST_DRAW_MIN):
+        p = torch.rand(n, generator=torch.Generator().manual_seed(5), dtype=dtype)
+        p[:3] = torch.tensor([0.0, 1.0, 0.5], dtype=dtype)
+        assert torch.equal(expected_mask(p), p > 0.5)
+        torch.manual_seed(6)
+        fast = bernoulli_mask(p)
+        after = torch.rand(3)
+        assert fast.dtype == torch.bool and fast.shape == p.shape
+        assert not fast[0] and fast[1]            # p = 0 never, p = 1 always
+        torch.manual_seed(6)
+        assert torch.equal(bernoulli_mask(p), fast)   # torch's seed reproduces the draw
+        torch.manual_seed(6)
+        if n < HOST_DRAW_MIN:   # a small layer: torch's own draw, one uniform per weight
+            assert torch.equal(fast, torch.rand_like(p) < p)
+        else:                   # the host draw: SEED_WORDS numbers of torch's stream
+            torch.randint(0, 2**63 - 1, (SEED_WORDS,), dtype=torch.int64)
+        assert torch.equal(torch.rand(3), after)
     strided = p.view(-1)[:10_000].view(100, 100).t()   # not numpy's: torch.bernoulli
     assert bernoulli_mask(strided).dtype == dtype
 

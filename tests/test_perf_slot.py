@@ -12,7 +12,7 @@ from scipy.stats import chisquare
 
 from hiddenlab.models import build_model
 from hiddenlab.models.selection import selection_layers
-from hiddenlab.models.selection.kernels import host_uniforms
+from hiddenlab.models.selection.kernels import HOST_DRAW_MIN, host_uniforms, uniforms
 from hiddenlab.models.selection.layers import LayerSpec
 from hiddenlab.models.selection.slot import (FactoredSlotLayer, IncrementalArgmax, SlotLayer,
                                              attach, categorical_draw, factorize, upper_envelope)
@@ -49,17 +49,23 @@ def test_categorical_draw_matches_its_definition_on_both_paths(K):
     assert (host[5:10] != 0).all() or K == 1  # zero mass never drawn
 
 
-def test_categorical_draw_takes_one_number_of_torch_stream_for_its_uniforms():
-    logits = torch.randn(4, 6, 8)
+@pytest.mark.parametrize("rows", [24, HOST_DRAW_MIN])
+def test_categorical_draw_takes_its_uniforms_from_torch_stream(rows):
+    logits = torch.randn(rows, 8)
     torch.manual_seed(3)
     a = categorical_draw(logits)
     after = torch.rand(2)
     torch.manual_seed(3)
-    u = torch.from_numpy(host_uniforms(24)).view(4, 6)
+    u = torch.from_numpy(uniforms(rows))
     assert torch.equal(a, categorical_draw(logits, u))
-    assert torch.equal(after, torch.rand(2))  # host_uniforms took a few numbers of torch's stream
+    assert torch.equal(after, torch.rand(2))  # the uniforms took what a draw takes, no more
     torch.manual_seed(3)
     assert torch.equal(a, categorical_draw(logits))  # deterministic
+    torch.manual_seed(3)
+    if rows < HOST_DRAW_MIN:   # torch.rand, one uniform a row; the host draw: SEED_WORDS numbers
+        assert torch.equal(u, torch.rand(rows))
+    else:
+        assert torch.equal(u, torch.from_numpy(host_uniforms(rows)))
 
 
 def test_host_uniforms_are_torch_rands_grid_and_uniform():

@@ -57,6 +57,9 @@ def tune_host_allocator(trim_threshold: int = 1 << 30) -> bool:
 
 
 SEED_WORDS = 3  # numbers of torch's stream a host draw takes
+# Below this many numbers a draw keeps torch's generator: setting up the host generator costs
+# ~15-50 us, which torch's mt19937 (~3.5 ns a number) spends on ~10,000 numbers.
+HOST_DRAW_MIN = 1 << 14
 
 
 def host_generator() -> np.random.Generator:
@@ -81,6 +84,15 @@ def host_generator() -> np.random.Generator:
 def random_bytes(gen: np.random.Generator, n: int) -> np.ndarray:
     """n uniform random bytes (uint8) from `gen`'s raw 64-bit output."""
     return gen.bit_generator.random_raw((n + 7) // 8).view(np.uint8)[:n]
+
+
+def uniforms(n: int, dtype=np.float32) -> np.ndarray:
+    """n uniforms on [0, 1) as a numpy array: `host_uniforms` from `HOST_DRAW_MIN` numbers on,
+    `torch.rand` (the global generator) below."""
+    if n >= HOST_DRAW_MIN:
+        return host_uniforms(n, dtype)
+    return torch.rand(n, dtype=torch.float32 if np.dtype(dtype) == np.float32
+                      else torch.float64).numpy()
 
 
 def host_uniforms(n: int, dtype=np.float32) -> np.ndarray:

@@ -14,7 +14,8 @@ mass exceeds u. Before, it drew by Gumbel-max (K exponentials per connection, `g
 kept for comparison): the same distribution, but K times the random numbers, and torch's CPU
 exponential sampler is slow (~25x the cost per step on LeNet-300-100). On the CPU the uniforms
 come from `kernels.host_uniforms` (SFC64 seeded by three numbers of torch's stream, 24 bits each as
-`torch.rand`'s, at a third of its cost) and the arithmetic runs K-first in numpy, with numpy's
+`torch.rand`'s, at a third of its cost; `torch.rand` itself for layers under `HOST_DRAW_MIN`
+connections) and the arithmetic runs K-first in numpy, with numpy's
 exp (within 2 ulp of torch's, ~2.5x faster); elsewhere `torch.rand` and torch's ops. The stream
 changed twice (Gumbel-max, then these uniforms): a PS trial's picks differ from those of earlier
 revisions for a given seed (tests/test_perf_slot.py checks the distribution by a chi-square
@@ -47,7 +48,7 @@ from hiddenlab.config import SCORE_INITS, param
 from ..inits import init_scores, init_weights
 from .layers import LayerSpec, SelectionLayer
 from .method import BASE_RECIPE, Method, SelectionOptions
-from .kernels import host_ok, host_uniforms
+from .kernels import host_ok, uniforms
 from .packing import INDEX_BITS
 
 
@@ -72,7 +73,7 @@ def gumbel_argmax(scores: torch.Tensor) -> torch.Tensor:
 
 def categorical_draw(logits: torch.Tensor, u: torch.Tensor | None = None) -> torch.Tensor:
     """A sample of Categorical(softmax(logits)) along the last axis by inverse CDF: one uniform
-    per row (`u`; default `host_uniforms` on the CPU, `torch.rand` elsewhere) and
+    per row (`u`; default `kernels.uniforms` on the CPU, `torch.rand` elsewhere) and
     index = #{j < K - 1 : C_j <= u * C_{K-1}}, where C_j = e_0 + ... + e_j (float32, summed in
     order) and e_j = exp(logits_j - max logits). A value whose mass underflows to 0 is never
     picked; the last index takes what rounding leaves of [0, 1). On the CPU the K values of all
@@ -81,7 +82,7 @@ def categorical_draw(logits: torch.Tensor, u: torch.Tensor | None = None) -> tor
     K = logits.shape[-1]
     if host_ok(logits) and (u is None or host_ok(u)):
         rows = logits.numel() // K
-        u_ = host_uniforms(rows, logits.numpy().dtype) if u is None else u.reshape(-1).numpy()
+        u_ = uniforms(rows, logits.detach().numpy().dtype) if u is None else u.reshape(-1).numpy()
         k_first = np.ascontiguousarray(logits.detach().reshape(-1, K).numpy().T)
         return torch.from_numpy(draw_k_first(k_first, u_)).view(logits.shape[:-1])
     if u is None:
@@ -373,7 +374,7 @@ class FactoredSlotLayer(SelectionLayer):
         s0, w = self._k_first()
         alpha = np.asarray(float(self.alpha), dtype=s0.dtype)
         gamma = self.gamma.detach().reshape(-1).numpy()
-        u = host_uniforms(gamma.size, gamma.dtype)
+        u = uniforms(gamma.size, gamma.dtype)
         logits = np.empty_like(s0)
         scaled = np.empty_like(gamma)
         for j in range(s0.shape[0]):

@@ -11,7 +11,9 @@ three draws of torch's generator (`kernels.host_generator`), as a bool mask: one
 weight settles u < p for all but the 1/256 of weights whose byte is floor(256 p), and those get
 a second uniform (u = (b + v) / 256, exactly uniform to 2^-32). That is Bernoulli(p) exactly
 (to better than the 2^-24 of a float32 uniform), at about a third of the cost of torch's
-mt19937 uniforms, which were most of a supermask step on a small network. The stream changed
+mt19937 uniforms, which were most of a supermask step on a small network. Layers of fewer than
+`HOST_DRAW_MIN` weights keep `rand_like(p) < p` (torch's draw): there the host generator's
+set-up costs more than it saves. The stream changed
 with it: for a given seed the masks differ from those of earlier revisions (which drew
 `rand_like(p) < p`, i.e. `torch.bernoulli`'s draw); the distribution is tested
 (tests/test_perf_kernels.py), and the draw advances torch's generator by exactly three numbers, so
@@ -35,18 +37,22 @@ from hiddenlab.config import SCORE_INITS, param
 from ..inits import init_scores, init_weights
 from .layers import LayerSpec, SelectionLayer
 from .method import BASE_RECIPE, Hook, Method, SelectionOptions, is_imagenet
-from .kernels import apply_mask, host_generator, host_ok, random_bytes
+from .kernels import HOST_DRAW_MIN, apply_mask, host_generator, host_ok, random_bytes
 from .packing import MASK_BITS
 
 
 def bernoulli_mask(p: torch.Tensor) -> torch.Tensor:
-    """A Bernoulli(p) draw, elementwise: bool from `host_bernoulli` for contiguous float32/float64
-    p on the CPU (three numbers of torch's generator consumed), `torch.bernoulli`'s float 0/1
-    elsewhere (CUDA, half precisions, strided p)."""
-    if host_ok(p):
+    """A Bernoulli(p) draw, elementwise, for contiguous float32/float64 p on the CPU a bool mask:
+    `host_bernoulli` from `HOST_DRAW_MIN` weights on (three numbers of torch's stream), below
+    that `torch.rand_like(p) < p` (torch's own draw: the host generator's set-up would cost
+    more than it saves). `torch.bernoulli`'s float 0/1 elsewhere (CUDA, half precisions,
+    strided p)."""
+    if not host_ok(p):
+        return torch.bernoulli(p)
+    if p.numel() >= HOST_DRAW_MIN:
         mask = host_bernoulli(p.detach().reshape(-1).numpy(), host_generator())
         return torch.from_numpy(mask).view(p.shape)
-    return torch.bernoulli(p)
+    return torch.from_numpy(np.less(torch.rand_like(p).numpy(), p.detach().numpy()))
 
 
 def host_bernoulli(p: np.ndarray, gen: np.random.Generator) -> np.ndarray:
