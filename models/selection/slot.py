@@ -13,10 +13,10 @@ PS draws by inverse CDF: one uniform u per connection and the first j whose cumu
 mass exceeds u. Before, it drew by Gumbel-max (K exponentials per connection, `gumbel_argmax`,
 kept for comparison): the same distribution, but K times the random numbers, and torch's CPU
 exponential sampler is slow (~25x the cost per step on LeNet-300-100). On the CPU the uniforms
-come from `kernels.host_uniforms` (SFC64 seeded by three numbers of torch's stream, 24 bits each as
-`torch.rand`'s, at a third of its cost; `torch.rand` itself for layers under `HOST_DRAW_MIN`
-connections) and the arithmetic runs K-first in numpy, with numpy's
-exp (within 2 ulp of torch's, ~2.5x faster); elsewhere `torch.rand` and torch's ops. The stream
+come from `kernels.uniforms` (an SFC64 generator whose state is three numbers of torch's
+stream, 24 bits each as `torch.rand`'s, at a third of its cost; `torch.rand` itself for layers
+under `HOST_DRAW_MIN` connections) and the arithmetic runs K-first in numpy, with numpy's exp
+(within 2 ulp of torch's, ~2.5x faster); elsewhere `torch.rand` and torch's ops. The stream
 changed twice (Gumbel-max, then these uniforms): a PS trial's picks differ from those of earlier
 revisions for a given seed (tests/test_perf_slot.py checks the distribution by a chi-square
 test).

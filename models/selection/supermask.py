@@ -6,22 +6,21 @@ p > 0.5 (deterministic, cached): `eval_mode` says which, and every result record
 Optional dynamic scaling (TF reference): weights x n / kept, so the layer's output scale does not
 shrink with sparsity.
 
-Fast path (CPU): the mask is drawn by `host_bernoulli` from a numpy SFC64 generator seeded by
-three draws of torch's generator (`kernels.host_generator`), as a bool mask: one random byte b per
-weight settles u < p for all but the 1/256 of weights whose byte is floor(256 p), and those get
-a second uniform (u = (b + v) / 256, exactly uniform to 2^-32). That is Bernoulli(p) exactly
-(to better than the 2^-24 of a float32 uniform), at about a third of the cost of torch's
-mt19937 uniforms, which were most of a supermask step on a small network. Layers of fewer than
-`HOST_DRAW_MIN` weights keep `rand_like(p) < p` (torch's draw): there the host generator's
-set-up costs more than it saves. The stream changed
-with it: for a given seed the masks differ from those of earlier revisions (which drew
-`rand_like(p) < p`, i.e. `torch.bernoulli`'s draw); the distribution is tested
-(tests/test_perf_kernels.py), and the draw advances torch's generator by exactly three numbers, so
-seeding, resuming and packed trials reproduce it as before. The comparison and
-`weight * mask` run in numpy (kernels.py: torch's bool kernels are slow on the CPU), and the
-backward reuses p = sigmoid(logit) from the forward (one weight-sized tensor kept per layer, one
-sigmoid pass saved per step). CUDA keeps `torch.bernoulli`, already one fused kernel there, and
-recomputes sigmoid(logit) in backward rather than keeping it (memory).
+Fast path (CPU): the mask is drawn by `host_bernoulli` from a numpy SFC64 generator whose state
+is three numbers of torch's stream (`kernels.host_generator`), as a bool mask: one random byte b
+per weight settles u < p for all but the 1/256 of weights whose byte is floor(256 p), and those
+get a second uniform (u = (b + v) / 256, uniform to 2^-32). That is exactly Bernoulli(p) (finer
+than a float32 uniform's 2^-24), at about a third of the cost of torch's mt19937 uniforms, which
+were most of a supermask step on a small network. Layers of fewer than `HOST_DRAW_MIN` weights
+keep `rand_like(p) < p` (torch's draw): there the host generator's set-up costs more than it
+saves. The stream changed with it: for a given seed the masks differ from those of earlier
+revisions (which drew `rand_like(p) < p` everywhere, i.e. `torch.bernoulli`'s draw); the
+distribution is tested (tests/test_fastpaths.py), and a draw advances torch's generator by
+exactly three numbers, so seeding, resuming and packed trials reproduce it as before. The
+comparison and `weight * mask` run in numpy (kernels.py: torch's bool kernels are slow on the
+CPU), and the backward reuses p = sigmoid(logit) from the forward (one weight-sized tensor kept
+per layer, one sigmoid pass saved per step). CUDA keeps `torch.bernoulli`, already one fused
+kernel there, and recomputes sigmoid(logit) in backward rather than keeping it (memory).
 """
 
 from __future__ import annotations
