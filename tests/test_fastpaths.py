@@ -109,10 +109,11 @@ def test_bernoulli_host_draw_has_the_bernoulli_distribution(dtype):
         assert abs(count - per * value) < 4.5 * sd + 1e-9, (value, count / per)
 
 
-def test_bernoulli_host_draw_edges():
-    p = torch.tensor([0.0, 1.0, float("nan"), 0.0, 1.0] * 1000)
+@pytest.mark.parametrize("rows", [1000, 20_000])   # torch's draw, then the host draw
+def test_bernoulli_draw_edges(rows):
+    p = torch.tensor([0.0, 1.0, float("nan"), 0.0, 1.0] * rows)
     torch.manual_seed(0)
-    mask = bernoulli_mask(p).view(1000, 5)
+    mask = bernoulli_mask(p).view(rows, 5)
     assert not mask[:, 0].any() and mask[:, 1].all() and not mask[:, 2].any()
     assert not mask[:, 3].any() and mask[:, 4].all()
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hiddenlab.models.selection.layers import LayerSpec
+from hiddenlab.models.selection.layers import LayerSpec, selection_histograms
 from hiddenlab.models.selection.edgepopup import EdgePopupLayer, GlobalTopK, kept_count, topk_mask
 from hiddenlab.models.selection.slot import SlotLayer
 from hiddenlab.models.selection.supermask import SupermaskLayer, bernoulli_mask
@@ -184,3 +184,31 @@ def test_supermask_dynamic_scaling():
     layer.eval()
     w = layer.materialize()
     assert float(w.sum()) == pytest.approx(100.0)  # 20 kept x (100 / 20)
+
+
+def test_selection_histograms_count_the_selected_and_the_others():
+    """Against the direct formulation: the chosen values, and every other frozen value."""
+    from hiddenlab.config import TrialConfig
+    from hiddenlab.models import build_model
+    from hiddenlab.models.selection import selection_layers
+
+    for method, kw in (("edgepopup", {}), ("slot-gs", dict(K=4)), ("supermask", {})):
+        torch.manual_seed(0)  # slot-gs under SGD: factored layers
+        model = build_model(TrialConfig(method=method, model="lenet-300-100", width_mult=0.1,
+                                        **kw), (1, 8, 8), 10)
+        layers = selection_layers(model)
+        out = selection_histograms(layers, bins=7)
+        for name, layer in layers:
+            values, sel = layer.frozen_values().float(), layer.selection()
+            chosen = (values[sel] if sel.dtype == torch.bool
+                      else values.gather(-1, sel.unsqueeze(-1)).squeeze(-1))
+            if sel.dtype == torch.bool:
+                others = values[~sel]
+            else:
+                onehot = torch.zeros_like(values, dtype=torch.bool).scatter_(
+                    -1, sel.unsqueeze(-1), True)
+                others = values[~onehot]
+            lo, hi = float(values.min()), float(values.max())
+            assert out[name]["selected"] == torch.histc(chosen, 7, lo, hi).long().tolist()
+            assert out[name]["unselected"] == torch.histc(others, 7, lo, hi).long().tolist()
+            assert sum(out[name]["selected"]) == chosen.numel() > 0
