@@ -62,6 +62,11 @@ SEED_WORDS = 3  # numbers of torch's stream a host draw takes
 HOST_DRAW_MIN = 1 << 14
 
 
+def host_seed() -> tuple[int, int, int]:
+    """The three numbers of torch's default CPU generator that seed a host draw."""
+    return tuple(torch.randint(0, 2**63 - 1, (SEED_WORDS,), dtype=torch.int64).tolist())
+
+
 def host_generator() -> np.random.Generator:
     """This thread's numpy generator (SFC64) for a host draw, its state set from three int64 of
     torch's default CPU generator: the draw is then as reproducible as torch's stream
@@ -71,7 +76,7 @@ def host_generator() -> np.random.Generator:
     most of what a sampled mask costs. The state is set directly (12 outputs discarded, as
     SFC64's own seeding does) rather than through `SFC64(seed)`, whose SeedSequence took ~80 us
     per call inside a training step."""
-    a, b, c = torch.randint(0, 2**63 - 1, (SEED_WORDS,), dtype=torch.int64).tolist()
+    a, b, c = host_seed()
     gen = getattr(_thread, "generator", None)
     if gen is None:
         gen = _thread.generator = np.random.Generator(np.random.SFC64(0))

@@ -48,6 +48,7 @@ from hiddenlab.config import SCORE_INITS, param
 from ..inits import init_scores, init_weights
 from .layers import LayerSpec, SelectionLayer
 from .method import BASE_RECIPE, Method, SelectionOptions
+from . import fused
 from .kernels import host_ok, uniforms
 from .packing import INDEX_BITS
 
@@ -165,7 +166,7 @@ class FactoredGather(torch.autograd.Function):
 def ratio(gamma: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     """t = gamma / alpha, IEEE division element by element (float32)."""
     if host_ok(gamma):
-        a = gamma.new_tensor(float(alpha)).numpy()
+        a = gamma.new_tensor(float(alpha.detach())).numpy()
         return torch.from_numpy(np.divide(gamma.detach().reshape(-1).numpy(), a)).view_as(gamma)
     return gamma.detach() / alpha.detach()
 
@@ -371,24 +372,36 @@ class FactoredSlotLayer(SelectionLayer):
         """`categorical_draw(self.scores)`, on the CPU built K-first straight from S0 and W."""
         if not host_ok(self.gamma, self.weight, self.scores0):
             return categorical_draw(self.scores)
-        s0, w = self._k_first()
-        alpha = np.asarray(float(self.alpha), dtype=s0.dtype)
-        gamma = self.gamma.detach().reshape(-1).numpy()
-        u = uniforms(gamma.size, gamma.dtype)
-        logits = np.empty_like(s0)
-        scaled = np.empty_like(gamma)
-        for j in range(s0.shape[0]):
-            np.multiply(s0[j], alpha, out=logits[j])
-            np.add(logits[j], np.multiply(w[j], gamma, out=scaled), out=logits[j])
-        return torch.from_numpy(draw_k_first(logits, u)).view(self.spec.shape)
+        index, _ = self._host_draw(want_index=True)
+        return torch.from_numpy(index).view(self.spec.shape)
 
     @torch.no_grad()
     def _chosen_by_sample(self) -> torch.Tensor:
-        index = self.sample()
-        if not host_ok(self.weight):
+        if not host_ok(self.gamma, self.weight, self.scores0):
+            index = categorical_draw(self.scores)
             return self.weight.gather(-1, index.unsqueeze(-1)).squeeze(-1)
-        flat = index.reshape(-1).numpy() + self._row_starts()   # a flat take: ~8x a gather
-        return torch.from_numpy(self.weight.reshape(-1).numpy()[flat]).view(self.spec.shape)
+        _, chosen = self._host_draw(want_index=False)
+        return torch.from_numpy(chosen).view(self.spec.shape)
+
+    def _host_draw(self, want_index: bool) -> tuple[np.ndarray | None, np.ndarray]:
+        """(index or None, chosen values) of one PS draw on the host: `fused.categorical_pick`
+        (one pass, float32, numba), else numpy's K-first passes; the same uniforms either way."""
+        s0, w = self._k_first()
+        alpha = float(self.alpha)
+        gamma = self.gamma.detach().reshape(-1).numpy()
+        u = uniforms(gamma.size, gamma.dtype)
+        if fused.available() and s0.dtype == np.float32:
+            picked = fused.categorical_pick(s0, w, alpha, gamma, u, want_index)
+            if picked is not None:   # None: some score not finite, defined by the numpy path
+                return picked
+        logits = np.empty_like(s0)
+        scaled = np.empty_like(gamma)
+        for j in range(s0.shape[0]):
+            np.multiply(s0[j], np.asarray(alpha, dtype=s0.dtype), out=logits[j])
+            np.add(logits[j], np.multiply(w[j], gamma, out=scaled), out=logits[j])
+        index = draw_k_first(logits, u)
+        flat = index + self._row_starts()   # a flat take: ~8x a gather
+        return index, self.weight.reshape(-1).numpy()[flat]
 
     def _row_starts(self) -> np.ndarray:
         n = self.gamma.numel()

@@ -36,7 +36,9 @@ from hiddenlab.config import SCORE_INITS, param
 from ..inits import init_scores, init_weights
 from .layers import LayerSpec, SelectionLayer
 from .method import BASE_RECIPE, Hook, Method, SelectionOptions, is_imagenet
-from .kernels import HOST_DRAW_MIN, apply_mask, host_generator, host_ok, random_bytes
+from . import fused
+from .kernels import (HOST_DRAW_MIN, apply_mask, as_numpy, host_generator, host_ok, host_seed,
+                      random_bytes)
 from .packing import MASK_BITS
 
 
@@ -77,6 +79,16 @@ def expected_mask(p: torch.Tensor) -> torch.Tensor:
     return p > 0.5
 
 
+def mask_grad(grad: torch.Tensor, weight: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """dL/dlogit = sigmoid_backward(dL/dW_eff * W, p): fused in one pass on the CPU (float32,
+    `fused.sigmoid_mask_grad`, the same bits), torch's two kernels elsewhere."""
+    if fused.available() and host_ok(grad, weight, p) and \
+            grad.dtype == weight.dtype == p.dtype == torch.float32:
+        out = fused.sigmoid_mask_grad(as_numpy(grad), as_numpy(weight), as_numpy(p))
+        return torch.from_numpy(out).view(grad.shape)
+    return torch.ops.aten.sigmoid_backward(grad * weight, p)
+
+
 class SigmoidMaskedWeight(torch.autograd.Function):
     """weight * mask forward; backward dL/dlogit = sigmoid'(logit) * dL/dW_eff * W, computed as
     autograd computes `MaskedWeight(weight, sigmoid(logits), mask)` (the same kernels in the same
@@ -94,7 +106,33 @@ class SigmoidMaskedWeight(torch.autograd.Function):
     def backward(ctx, grad):
         weight, saved = ctx.saved_tensors
         p = torch.sigmoid(saved) if ctx.recompute else saved
-        return None, torch.ops.aten.sigmoid_backward(grad * weight, p), None, None
+        return None, mask_grad(grad, weight, p), None, None
+
+
+class SampledMaskedWeight(torch.autograd.Function):
+    """The CPU training path in two fused passes (float32, `fused.available()`): forward draws
+    the mask and forms weight * mask at once (`fused.bernoulli_product`: exactly
+    `host_bernoulli` then `apply_mask`), backward is `mask_grad`. Returns (weight * mask,
+    mask)."""
+
+    @staticmethod
+    def forward(ctx, weight, logits, p):
+        ctx.save_for_backward(weight, p)
+        out, mask = fused.bernoulli_product(as_numpy(p), as_numpy(weight), host_seed())
+        ctx.mark_non_differentiable(mask := torch.from_numpy(mask).view(p.shape))
+        return torch.from_numpy(out).view(weight.shape), mask
+
+    @staticmethod
+    def backward(ctx, grad, _):
+        weight, p = ctx.saved_tensors
+        return None, mask_grad(grad, weight, p), None
+
+
+def fused_draw(weight: torch.Tensor, p: torch.Tensor) -> bool:
+    """Whether a training draw takes `SampledMaskedWeight`: the host draw's size, float32 on
+    the CPU, numba present."""
+    return p.numel() >= HOST_DRAW_MIN and fused.available() and host_ok(weight, p) and \
+        weight.dtype == p.dtype == torch.float32
 
 
 class SupermaskLayer(SelectionLayer):
@@ -114,9 +152,13 @@ class SupermaskLayer(SelectionLayer):
     def compute_weight(self) -> torch.Tensor:
         with torch.no_grad():
             p = torch.sigmoid(self.scores)
-            mask = bernoulli_mask(p) if self._sampling() else expected_mask(p)
-        keep_p = p if p.device.type == "cpu" else None
-        w = SigmoidMaskedWeight.apply(self.weight, self.scores, mask, keep_p)
+        if self._sampling() and fused_draw(self.weight, p):
+            w, mask = SampledMaskedWeight.apply(self.weight, self.scores, p)
+        else:
+            with torch.no_grad():
+                mask = bernoulli_mask(p) if self._sampling() else expected_mask(p)
+            keep_p = p if p.device.type == "cpu" else None
+            w = SigmoidMaskedWeight.apply(self.weight, self.scores, mask, keep_p)
         if self.scale:
             with torch.no_grad():
                 factor = mask.numel() / mask.sum().to(torch.float32).clamp_min(1.0)
