@@ -9,6 +9,7 @@ import torch
 from scipy.stats import chisquare
 
 from hiddenlab.models.selection import fused
+from hiddenlab.models.selection.edgepopup import EdgePopupLayer
 from hiddenlab.models.selection.kernels import (HOST_DRAW_MIN, SEED_WORDS, apply_mask,
                                                 host_generator, host_seed)
 from hiddenlab.models.selection.layers import LayerSpec
@@ -69,6 +70,16 @@ def test_sigmoid_mask_grad_is_torchs_backward_bit_for_bit():
     assert np.array_equal(got.view(np.int32), expected.numpy().view(np.int32))
 
 
+def test_sign_mask_grad_is_torchs_backward_bit_for_bit():
+    g = torch.Generator().manual_seed(4)
+    grad, w, s = (torch.randn(40_000, generator=g) for _ in range(3))
+    s[:6] = torch.tensor([0.0, -0.0, float("nan"), float("inf"), -float("inf"), 1e-45])
+    grad[6:9] = torch.tensor([float("nan"), -0.0, float("inf")])
+    expected = (grad * w).mul_(s.sgn())
+    got = fused.sign_mask_grad(grad.numpy(), w.numpy(), s.numpy())
+    assert np.array_equal(got.view(np.int32), expected.numpy().view(np.int32))
+
+
 def _supermask_step(on: bool, monkeypatch, scale: bool = False):
     monkeypatch.setattr(fused, "ENABLED", on)
     g = torch.Generator().manual_seed(5)
@@ -90,12 +101,28 @@ def test_supermask_layer_is_the_same_with_and_without_the_kernels(monkeypatch, s
         assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("use_abs", [True, False])
+def test_edgepopup_layer_is_the_same_with_and_without_the_kernels(monkeypatch, use_abs):
+    results = []
+    for on in (True, False):
+        monkeypatch.setattr(fused, "ENABLED", on)
+        g = torch.Generator().manual_seed(6)
+        shape = (100, 300)
+        layer = EdgePopupLayer(LayerSpec(shape), torch.randn(shape, generator=g),
+                               torch.randn(shape, generator=g), 0.3, use_abs).train()
+        x, upstream = torch.randn(8, 300, generator=g), torch.randn(8, 100, generator=g)
+        out = layer(x)
+        out.backward(upstream)
+        results.append((out.detach(), layer.scores.grad))
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
+
+
 # --- slot-ps -------------------------------------------------------------------------------------
 def test_exp_block_within_an_ulp():
     x = np.concatenate([-np.linspace(0, 87, 2_000_001, dtype=np.float32),
                         np.float32([-87.5, -100, -np.inf, np.nan, -0.0])])
-    got = x.copy()
-    fused._exp_block(got, np.empty(x.size, dtype=np.int32))
+    got = fused.exp_nonpositive(x)
     exact = np.exp(x[:-5].astype(np.float64))
     ulp = np.spacing(exact.astype(np.float32)).astype(np.float64)
     err = np.abs(got[:-5] - exact) / ulp

@@ -22,7 +22,8 @@ Fast paths: find the threshold (the smallest kept value) without sorting indices
 
 The layer's weight is `weight * mask` (bool mask, no float copy) and its backward sends
 dL/dW_eff * W to the scores (times sign(S) where |S| is ranked: exactly what autograd through
-`abs` gives) in one Function: no |S| tensor is kept or built for the graph.
+`abs` gives) in one Function: no |S| tensor is kept or built for the graph. On the CPU that
+backward is one fused pass (`fused.sign_mask_grad`, the same bits).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from hiddenlab.config import SCORE_INITS, param
 from ..inits import init_scores, init_weights
 from .layers import LayerSpec, SelectionLayer
 from .method import BASE_RECIPE, IMAGENET_RECIPE, Method, SelectionOptions, is_imagenet
+from . import fused
 from .kernels import apply_mask, as_numpy, host_ok
 from .packing import MASK_BITS
 
@@ -197,6 +199,10 @@ class TopKWeight(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         weight, scores = ctx.saved_tensors
+        if ctx.use_abs and fused.available() and host_ok(grad, weight, scores) and \
+                grad.dtype == weight.dtype == scores.dtype == torch.float32:
+            out = fused.sign_mask_grad(as_numpy(grad), as_numpy(weight), as_numpy(scores))
+            return None, torch.from_numpy(out).view(grad.shape), None, None
         grad_scores = grad * weight
         if ctx.use_abs:
             grad_scores.mul_(scores.sgn())

@@ -14,9 +14,10 @@ What each kernel reproduces, and how exactly (tests/test_fused.py):
   same SFC64 stream (`_sfc64_seeded` sets the state from three numbers of torch's stream as
   `kernels.host_generator` does), the same bytes, the same second uniforms in the same order.
 * `sigmoid_mask_grad`: supermask's backward, `sigmoid_backward(grad * weight, p)`, bit for bit.
+* `sign_mask_grad`: edge-popup's backward through |S|, `grad * weight * sgn(S)`, bit for bit.
 * `categorical_pick`: slot-ps's draw (`slot.draw_k_first` on S = alpha S0 + gamma W with
   `kernels.uniforms`' uniforms), a block of connections at a time with their K partial sums in
-  L1. Everything but exp is the same float32 arithmetic; exp is `_exp_block`'s (Cephes' expf,
+  L1. Everything but exp is the same float32 arithmetic; exp is `_exp_rows`' (Cephes' expf,
   within 1 ulp), so a pick can differ from the numpy path's only where u lands within a
   rounding of a boundary of the cumulative mass: the same distribution.
 No fastmath anywhere: the float operations are the ones written, in the order written.
@@ -148,89 +149,124 @@ def sigmoid_mask_grad(grad: np.ndarray, w: np.ndarray, p: np.ndarray) -> np.ndar
     return out
 
 
+# --- edge-popup ---------------------------------------------------------------------------------
+@_jit
+def _sign_mask_grad(grad, w, s, out):
+    for i in range(grad.size):
+        v = s[i]
+        sgn = _F(1.0) if v > _F(0.0) else (_F(-1.0) if v < _F(0.0) else _F(0.0))
+        out[i] = grad[i] * w[i] * sgn
+
+
+def sign_mask_grad(grad: np.ndarray, w: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """(grad * w) * sgn(scores): edge-popup's backward through |S|, torch's `grad * weight`
+    then `mul_(scores.sgn())` bit for bit (sgn 0 for NaN and for both zeros, as torch's) in one
+    pass (flat float32)."""
+    out = np.empty_like(grad)
+    _sign_mask_grad(grad, w, scores, out)
+    return out
+
+
 # --- slot-ps: the categorical draw -------------------------------------------------------------
 @_jit
-def _exp_block(x, bits):
-    """x = exp(x) in place for float32 x <= 0 (Cephes' expf: 2^n times a degree-6 polynomial
-    on |r| <= ln2 / 2, within 1 ulp), 0 below -87 (where float32 turns subnormal), NaN for NaN.
-    2^n is built in its exponent bits (`bits`, an int32 scratch viewed as float32) by a first
-    loop, so both loops vectorise."""
-    for i in range(x.size):
-        v = x[i]
-        v = v if v >= _F(-87.0) else _F(-87.0)   # NaN -> -87: a defined integer
-        n = np.floor(v * _F(1.44269504088896341) + _F(0.5))
-        bits[i] = (np.int32(n) + np.int32(127)) << np.int32(23)
+def _exp_rows(buf, top, bits, K, B, m):
+    """buf[j, i] = exp(buf[j, i] - top[i]) for the K rows (of B) of a block, columns < m:
+    Cephes' expf (2^n times a degree-6 polynomial on |r| <= ln2 / 2; within 1 ulp) for
+    arguments <= 0, 0 below -87 (where float32 turns subnormal), NaN for NaN. 2^n is built in
+    its exponent bits (`bits`, an int32 scratch viewed as float32) by a first loop, so both
+    loops vectorise."""
+    for j in range(K):
+        row, rb = buf[j * B:j * B + m], bits[j * B:j * B + m]
+        for i in range(m):
+            v = row[i] - top[i]
+            v = v if v >= _F(-87.0) else _F(-87.0)   # NaN -> -87: a defined integer
+            n = np.floor(v * _F(1.44269504088896341) + _F(0.5))
+            rb[i] = (np.int32(n) + np.int32(127)) << np.int32(23)
     scale = bits.view(np.float32)
-    for i in range(x.size):
-        x0 = x[i]
-        v = _F(-87.0) if x0 < _F(-87.0) else x0
-        n = np.floor(v * _F(1.44269504088896341) + _F(0.5))
-        r = v - n * _F(0.693359375)
-        r = r + n * _F(2.12194440e-4)
-        y = _F(1.9875691500e-4) * r + _F(1.3981999507e-3)
-        y = y * r + _F(8.3334519073e-3)
-        y = y * r + _F(4.1665795894e-2)
-        y = y * r + _F(1.6666665459e-1)
-        y = y * r + _F(5.0000001201e-1)
-        y = y * (r * r) + r + _F(1.0)
-        x[i] = _F(0.0) if x0 < _F(-87.0) else y * scale[i]
+    for j in range(K):
+        row, rs = buf[j * B:j * B + m], scale[j * B:j * B + m]
+        for i in range(m):
+            x = row[i] - top[i]
+            v = _F(-87.0) if x < _F(-87.0) else x
+            n = np.floor(v * _F(1.44269504088896341) + _F(0.5))
+            r = v - n * _F(0.693359375)
+            r = r + n * _F(2.12194440e-4)
+            y = _F(1.9875691500e-4) * r + _F(1.3981999507e-3)
+            y = y * r + _F(8.3334519073e-3)
+            y = y * r + _F(4.1665795894e-2)
+            y = y * r + _F(1.6666665459e-1)
+            y = y * r + _F(5.0000001201e-1)
+            y = y * (r * r) + r + _F(1.0)
+            row[i] = _F(0.0) if x < _F(-87.0) else y * rs[i]
+
+
+def exp_nonpositive(x: np.ndarray) -> np.ndarray:
+    """`_exp_rows`' exp of a flat float32 array (tests)."""
+    out = x.astype(np.float32).copy()
+    _exp_rows(out, np.zeros(out.size, dtype=np.float32), np.empty(out.size, dtype=np.int32),
+              1, out.size, out.size)
+    return out
 
 
 @_jit
-def _pick_block(s0, w, alpha, gamma, u, start, m, buf, bits, top, acc, count):
-    """`_categorical_pick` for connections start .. start + m - 1; False if one's total mass is
+def _pick_block(s0, w, alpha, gamma, u, start, m, buf, bits, top, acc, count, chosen):
+    """`_categorical_pick` for connections start .. start + m - 1 into count and chosen (the
+    drawn values' bits, selected as the count grows: no gather); False if one's total mass is
     not finite."""
     K, B = s0.shape[0], top.size
-    for i in range(m):
-        top[i] = _F(-np.inf)
+    g = gamma[start:start + m]
     for j in range(K):
         row, s0j, wj = buf[j * B:j * B + m], s0[j, start:start + m], w[j, start:start + m]
-        g = gamma[start:start + m]
         for i in range(m):
-            v = s0j[i] * alpha + wj[i] * g[i]
-            row[i] = v
-            top[i] = v if v > top[i] else top[i]
-    for j in range(K):
+            row[i] = s0j[i] * alpha + wj[i] * g[i]
+    for i in range(m):
+        top[i] = buf[i]
+    for j in range(1, K):
         row = buf[j * B:j * B + m]
         for i in range(m):
-            row[i] = row[i] - top[i]   # NaN where a score is NaN or infinite
-    _exp_block(buf, bits)
+            top[i] = max(top[i], row[i])
+    _exp_rows(buf, top, bits, K, B, m)
     for j in range(1, K):
         row, prev = buf[j * B:j * B + m], buf[(j - 1) * B:(j - 1) * B + m]
         for i in range(m):
             row[i] = row[i] + prev[i]   # C_j, summed in order
-    last, finite = buf[(K - 1) * B:(K - 1) * B + m], True
+    last, w_bits = buf[(K - 1) * B:(K - 1) * B + m], w.view(np.int32)
+    w0, uu, good = w_bits[0, start:start + m], u[start:start + m], 0
     for i in range(m):
-        acc[i] = u[start + i] * last[i]
+        acc[i] = uu[i] * last[i]
         count[i] = 0
-        finite &= last[i] >= _F(1.0)        # the top score alone gives 1
+        chosen[i] = w0[i]
+        good += np.int32(last[i] >= _F(1.0))   # the top score alone gives 1; NaN fails
     for j in range(K - 1):
-        row = buf[j * B:j * B + m]
+        row, nxt = buf[j * B:j * B + m], w_bits[j + 1, start:start + m]
         for i in range(m):
-            count[i] += np.int32(row[i] <= acc[i])
-    return finite
+            le = np.int32(row[i] <= acc[i])
+            count[i] += le
+            chosen[i] = chosen[i] ^ ((chosen[i] ^ nxt[i]) & -le)   # W[count, c], branch-free
+    return good == m
 
 
 @_jit
 def _categorical_pick(s0, w, alpha, gamma, u, index, chosen, block):
     """For every connection c: S_j = alpha S0[j, c] + gamma[c] W[j, c], e_j = exp(S_j - max S),
-    C_j = e_0 + ... + e_j, index = #{j < K - 1 : C_j <= u[c] C_{K-1}}, chosen = W[index, c].
-    index may be empty (not wanted). False, with nothing defined, if some connection's scores
-    are not all finite."""
+    C_j = e_0 + ... + e_j, index = #{j < K - 1 : C_j <= u[c] C_{K-1}}, chosen = W[index, c],
+    a block of connections at a time (their K partial sums stay in cache). index may be empty
+    (not wanted). False, with nothing defined, if some connection's scores are not all
+    finite."""
     K, n = s0.shape
     buf = np.empty(K * block, dtype=np.float32)
     bits = np.empty(K * block, dtype=np.int32)
     top, acc = np.empty(block, dtype=np.float32), np.empty(block, dtype=np.float32)
-    count = np.empty(block, dtype=np.int32)
+    count, picked = np.empty(block, dtype=np.int32), np.empty(block, dtype=np.int32)
+    out = chosen.view(np.int32)
     for start in range(0, n, block):
         m = min(block, n - start)
-        if not _pick_block(s0, w, alpha, gamma, u, start, m, buf, bits, top, acc, count):
+        if not _pick_block(s0, w, alpha, gamma, u, start, m, buf, bits, top, acc, count,
+                           picked):
             return False
-        for i in range(m):
-            chosen[start + i] = w[count[i], start + i]
+        out[start:start + m] = picked[:m]
         if index.size:
-            for i in range(m):
-                index[start + i] = count[i]
+            index[start:start + m] = count[:m]
     return True
 
 
@@ -240,7 +276,7 @@ def categorical_pick(s0: np.ndarray, w: np.ndarray, alpha: float, gamma: np.ndar
     None where some scores are not finite (the numpy path defines those)."""
     n = gamma.size
     index = np.empty(n if want_index else 0, dtype=np.int64)
-    chosen = np.empty(n, dtype=w.dtype)
+    chosen = np.empty(n, dtype=np.float32)
     if not _categorical_pick(s0, w, _F(alpha), gamma, u, index, chosen, block):
         return None
     return (index if want_index else None), chosen
@@ -255,6 +291,7 @@ def compiled() -> bool:
     p = np.full(16, 0.5, dtype=np.float32)
     bernoulli_product(p, p, (1, 2, 3))
     sigmoid_mask_grad(p, p, p)
+    sign_mask_grad(p, p, p)
     categorical_pick(np.zeros((2, 16), dtype=np.float32), np.zeros((2, 16), dtype=np.float32),
                      1.0, p, p)
     return True

@@ -390,7 +390,7 @@ class FactoredSlotLayer(SelectionLayer):
         alpha = float(self.alpha)
         gamma = self.gamma.detach().reshape(-1).numpy()
         u = uniforms(gamma.size, gamma.dtype)
-        if fused.available() and s0.dtype == np.float32:
+        if fused.available() and s0.dtype == w.dtype == np.float32:
             picked = fused.categorical_pick(s0, w, alpha, gamma, u, want_index)
             if picked is not None:   # None: some score not finite, defined by the numpy path
                 return picked
