@@ -4,280 +4,111 @@ over memory instead of several numpy passes.
 A small fully connected network does ~128 multiply-adds per weight per step, so every extra
 weight-sized pass (a comparison, a cast, a product, a random draw) is a visible share of its
 step, and inside a step each pass runs on caches that the matrix products have just evicted.
-numba is installed with FFCV (its JIT); the kernels compile at first use and are cached on disk
-(`cache=True`, ~4 s once per machine, ~0.1 s to load in a new process). `available()` says
-whether they can run; without numba the numpy paths (kernels.py, supermask.py, slot.py) compute
-the same results.
+numba is installed with FFCV (its JIT). The kernels live in fused_kernels.py, imported at the
+first call (numba's own import is ~0.35 s, which processes that never draw on the host skip),
+compiled at first use and cached on disk (`cache=True`: ~5 s once per checkout, ~0.1 s to load
+in a new process). `available()` says whether they run; without numba, or with
+HIDDENLAB_FUSED=0, the numpy paths (kernels.py, supermask.py, slot.py, edgepopup.py) compute the
+same results.
 
 What each kernel reproduces, and how exactly (tests/test_fused.py):
 * `bernoulli_product`: supermask's `host_bernoulli` draw and `weight * mask`, bit for bit: the
-  same SFC64 stream (`_sfc64_seeded` sets the state from three numbers of torch's stream as
-  `kernels.host_generator` does), the same bytes, the same second uniforms in the same order.
+  same SFC64 stream (`fused_kernels._sfc64_seeded` sets the state from three numbers of torch's
+  stream as `kernels.host_generator` does), the same bytes, the same second uniforms in the same
+  order.
 * `sigmoid_mask_grad`: supermask's backward, `sigmoid_backward(grad * weight, p)`, bit for bit.
 * `sign_mask_grad`: edge-popup's backward through |S|, `grad * weight * sgn(S)`, bit for bit.
 * `categorical_pick`: slot-ps's draw (`slot.draw_k_first` on S = alpha S0 + gamma W with
   `kernels.uniforms`' uniforms), a block of connections at a time with their K partial sums in
-  L1. Everything but exp is the same float32 arithmetic; exp is `_exp_rows`' (Cephes' expf,
-  within 1 ulp), so a pick can differ from the numpy path's only where u lands within a
-  rounding of a boundary of the cumulative mass: the same distribution.
+  L1. Everything but exp is the same float32 arithmetic; exp is `fused_kernels._exp_rows`'
+  (Cephes' expf, within 1 ulp; `exp_nonpositive`), so a pick can differ from the numpy path's
+  only where u lands within a rounding of a boundary of the cumulative mass: the same
+  distribution.
 No fastmath anywhere: the float operations are the ones written, in the order written.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
+import importlib.util
 import os
 
 import numpy as np
 
-try:  # FFCV's JIT; without it the numpy paths run
-    import numba
-except ImportError:  # pragma: no cover - only where numba is missing
-    numba = None
-
-_U = np.uint64
 _F = np.float32
-
 
 # HIDDENLAB_FUSED=0 runs the numpy paths instead (benchmarks compare the two; tests switch it).
 ENABLED = os.environ.get("HIDDENLAB_FUSED", "1") != "0"
 
 
+@functools.cache
+def _numba_installed() -> bool:
+    return importlib.util.find_spec("numba") is not None
+
+
 def available() -> bool:
-    """Whether the layers use these kernels (numba importable and `ENABLED`)."""
-    return ENABLED and numba is not None
+    """Whether the layers use these kernels (numba installed and `ENABLED`)."""
+    return ENABLED and _numba_installed()
 
 
-def _jit(fn):
-    if numba is None:
-        return fn
-    return numba.njit(cache=True, nogil=True, error_model="numpy")(fn)
-
-
-# --- SFC64, as numpy's bit generator -------------------------------------------------------------
-@_jit
-def _sfc64_next(s):
-    """One raw 64-bit output of SFC64 (numpy's `sfc64_next`); s = [a, b, c, counter], updated."""
-    a, b, c, d = s[0], s[1], s[2], s[3]
-    tmp = a + b + d
-    s[3] = d + _U(1)
-    s[0] = b ^ (b >> _U(11))
-    s[1] = c + (c << _U(3))
-    s[2] = ((c << _U(24)) | (c >> _U(40))) + tmp
-    return tmp
-
-
-@_jit
-def _sfc64_seeded(a, b, c):
-    """The state `kernels.host_generator` sets: [a, b, c, 1], then 12 outputs discarded."""
-    s = np.empty(4, dtype=np.uint64)
-    s[0], s[1], s[2], s[3] = _U(a), _U(b), _U(c), _U(1)
-    for _ in range(12):
-        _sfc64_next(s)
-    return s
-
-
-@_jit
-def _raw(s, words):
-    for k in range(words.size):
-        words[k] = _sfc64_next(s)
-
-
-@_jit
-def _uniform24(word, high):
-    """numpy's float32 `random` / torch.rand's grid: the top 24 bits of a 32-bit half."""
-    half = (word >> _U(32)) if high else (word & _U(0xFFFFFFFF))
-    return _F(np.int64(half >> _U(8))) * _F(1.0 / 16777216.0)
-
-
-# --- supermask ---------------------------------------------------------------------------------
-@_jit
-def _floor_256p(t):
-    """floor(t) clipped to [0, 255], NaN to 0 (`host_bernoulli`'s cast)."""
-    t = t if t > _F(0.0) else _F(0.0)
-    return np.floor(t if t < _F(255.0) else _F(255.0))
-
-
-@_jit
-def _bernoulli_product(p, w, bytes_, s, out, mask):
-    """mask[i] = byte[i] < floor(256 p[i]), out = w * mask; a byte equal to the floor leaves
-    the weight open (marked 2), and a second pass settles those in index order with numpy's
-    float32 uniforms from s: v < 256 p - floor(256 p). The first loop vectorises."""
-    n = p.size
-    for i in range(n):
-        whole = _floor_256p(p[i] * _F(256.0))
-        b = _F(bytes_[i])
-        m = b < whole
-        mask[i] = np.uint8(m) + np.uint8(2) * np.uint8(b == whole)
-        out[i] = w[i] * (_F(1.0) if m else _F(0.0))
-    word, buffered = _U(0), False   # numpy's uint32 buffer: low half first, then high
-    for i in range(n):
-        if mask[i] >= 2:
-            if not buffered:
-                word = _sfc64_next(s)
-            v = _uniform24(word, buffered)
-            buffered = not buffered
-            t = p[i] * _F(256.0)
-            m = v < t - _floor_256p(t)
-            mask[i] = m
-            out[i] = w[i] * (_F(1.0) if m else _F(0.0))
+@functools.cache
+def _kernels():
+    """fused_kernels, imported at the first kernel call (numba's import takes ~0.35 s, which
+    a process that never draws on the host should not pay)."""
+    return importlib.import_module(".fused_kernels", __package__)
 
 
 def bernoulli_product(p: np.ndarray, w: np.ndarray, seed) -> tuple[np.ndarray, np.ndarray]:
     """(w * mask, mask) for mask ~ Bernoulli(p): exactly `supermask.host_bernoulli(p, gen)` and
     `kernels.apply_mask` for `gen` seeded by `seed` (three int64 of torch's stream). Flat,
     contiguous float32 p and w."""
-    s = _sfc64_seeded(*seed)
+    k = _kernels()
+    s = k._sfc64_seeded(*seed)
     words = np.empty((p.size + 7) // 8, dtype=np.uint64)
-    _raw(s, words)
+    k._raw(s, words)
     out, mask = np.empty_like(w), np.empty(p.size, dtype=np.uint8)
-    _bernoulli_product(p, w, words.view(np.uint8), s, out, mask)
+    k._bernoulli_product(p, w, words.view(np.uint8), s, out, mask)
     return out, mask.view(np.bool_)
-
-
-@_jit
-def _sigmoid_mask_grad(grad, w, p, out):
-    for i in range(grad.size):
-        out[i] = grad[i] * w[i] * (_F(1.0) - p[i]) * p[i]
 
 
 def sigmoid_mask_grad(grad: np.ndarray, w: np.ndarray, p: np.ndarray) -> np.ndarray:
     """((grad * w) * (1 - p)) * p: torch's `sigmoid_backward(grad * w, p)` on the CPU, bit for
     bit, in one pass (flat float32)."""
+    k = _kernels()
     out = np.empty_like(grad)
-    _sigmoid_mask_grad(grad, w, p, out)
+    k._sigmoid_mask_grad(grad, w, p, out)
     return out
-
-
-# --- edge-popup ---------------------------------------------------------------------------------
-@_jit
-def _sign_mask_grad(grad, w, s, out):
-    for i in range(grad.size):
-        v = s[i]
-        sgn = _F(1.0) if v > _F(0.0) else (_F(-1.0) if v < _F(0.0) else _F(0.0))
-        out[i] = grad[i] * w[i] * sgn
 
 
 def sign_mask_grad(grad: np.ndarray, w: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """(grad * w) * sgn(scores): edge-popup's backward through |S|, torch's `grad * weight`
     then `mul_(scores.sgn())` bit for bit (sgn 0 for NaN and for both zeros, as torch's) in one
     pass (flat float32)."""
+    k = _kernels()
     out = np.empty_like(grad)
-    _sign_mask_grad(grad, w, scores, out)
+    k._sign_mask_grad(grad, w, scores, out)
     return out
-
-
-# --- slot-ps: the categorical draw -------------------------------------------------------------
-@_jit
-def _exp_rows(buf, top, bits, K, B, m):
-    """buf[j, i] = exp(buf[j, i] - top[i]) for the K rows (of B) of a block, columns < m:
-    Cephes' expf (2^n times a degree-6 polynomial on |r| <= ln2 / 2; within 1 ulp) for
-    arguments <= 0, 0 below -87 (where float32 turns subnormal), NaN for NaN. 2^n is built in
-    its exponent bits (`bits`, an int32 scratch viewed as float32) by a first loop, so both
-    loops vectorise."""
-    for j in range(K):
-        row, rb = buf[j * B:j * B + m], bits[j * B:j * B + m]
-        for i in range(m):
-            v = row[i] - top[i]
-            v = v if v >= _F(-87.0) else _F(-87.0)   # NaN -> -87: a defined integer
-            n = np.floor(v * _F(1.44269504088896341) + _F(0.5))
-            rb[i] = (np.int32(n) + np.int32(127)) << np.int32(23)
-    scale = bits.view(np.float32)
-    for j in range(K):
-        row, rs = buf[j * B:j * B + m], scale[j * B:j * B + m]
-        for i in range(m):
-            x = row[i] - top[i]
-            v = _F(-87.0) if x < _F(-87.0) else x
-            n = np.floor(v * _F(1.44269504088896341) + _F(0.5))
-            r = v - n * _F(0.693359375)
-            r = r + n * _F(2.12194440e-4)
-            y = _F(1.9875691500e-4) * r + _F(1.3981999507e-3)
-            y = y * r + _F(8.3334519073e-3)
-            y = y * r + _F(4.1665795894e-2)
-            y = y * r + _F(1.6666665459e-1)
-            y = y * r + _F(5.0000001201e-1)
-            y = y * (r * r) + r + _F(1.0)
-            row[i] = _F(0.0) if x < _F(-87.0) else y * rs[i]
 
 
 def exp_nonpositive(x: np.ndarray) -> np.ndarray:
     """`_exp_rows`' exp of a flat float32 array (tests)."""
+    k = _kernels()
     out = x.astype(np.float32).copy()
-    _exp_rows(out, np.zeros(out.size, dtype=np.float32), np.empty(out.size, dtype=np.int32),
-              1, out.size, out.size)
+    k._exp_rows(out, np.zeros(out.size, dtype=np.float32), np.empty(out.size, dtype=np.int32),
+                1, out.size, out.size)
     return out
-
-
-@_jit
-def _pick_block(s0, w, alpha, gamma, u, start, m, buf, bits, top, acc, count, chosen):
-    """`_categorical_pick` for connections start .. start + m - 1 into count and chosen (the
-    drawn values' bits, selected as the count grows: no gather); False if one's total mass is
-    not finite."""
-    K, B = s0.shape[0], top.size
-    g = gamma[start:start + m]
-    for j in range(K):
-        row, s0j, wj = buf[j * B:j * B + m], s0[j, start:start + m], w[j, start:start + m]
-        for i in range(m):
-            row[i] = s0j[i] * alpha + wj[i] * g[i]
-    for i in range(m):
-        top[i] = buf[i]
-    for j in range(1, K):
-        row = buf[j * B:j * B + m]
-        for i in range(m):
-            top[i] = max(top[i], row[i])
-    _exp_rows(buf, top, bits, K, B, m)
-    for j in range(1, K):
-        row, prev = buf[j * B:j * B + m], buf[(j - 1) * B:(j - 1) * B + m]
-        for i in range(m):
-            row[i] = row[i] + prev[i]   # C_j, summed in order
-    last, w_bits = buf[(K - 1) * B:(K - 1) * B + m], w.view(np.int32)
-    w0, uu, good = w_bits[0, start:start + m], u[start:start + m], 0
-    for i in range(m):
-        acc[i] = uu[i] * last[i]
-        count[i] = 0
-        chosen[i] = w0[i]
-        good += np.int32(last[i] >= _F(1.0))   # the top score alone gives 1; NaN fails
-    for j in range(K - 1):
-        row, nxt = buf[j * B:j * B + m], w_bits[j + 1, start:start + m]
-        for i in range(m):
-            le = np.int32(row[i] <= acc[i])
-            count[i] += le
-            chosen[i] = chosen[i] ^ ((chosen[i] ^ nxt[i]) & -le)   # W[count, c], branch-free
-    return good == m
-
-
-@_jit
-def _categorical_pick(s0, w, alpha, gamma, u, index, chosen, block):
-    """For every connection c: S_j = alpha S0[j, c] + gamma[c] W[j, c], e_j = exp(S_j - max S),
-    C_j = e_0 + ... + e_j, index = #{j < K - 1 : C_j <= u[c] C_{K-1}}, chosen = W[index, c],
-    a block of connections at a time (their K partial sums stay in cache). index may be empty
-    (not wanted). False, with nothing defined, if some connection's scores are not all
-    finite."""
-    K, n = s0.shape
-    buf = np.empty(K * block, dtype=np.float32)
-    bits = np.empty(K * block, dtype=np.int32)
-    top, acc = np.empty(block, dtype=np.float32), np.empty(block, dtype=np.float32)
-    count, picked = np.empty(block, dtype=np.int32), np.empty(block, dtype=np.int32)
-    out = chosen.view(np.int32)
-    for start in range(0, n, block):
-        m = min(block, n - start)
-        if not _pick_block(s0, w, alpha, gamma, u, start, m, buf, bits, top, acc, count,
-                           picked):
-            return False
-        out[start:start + m] = picked[:m]
-        if index.size:
-            index[start:start + m] = count[:m]
-    return True
 
 
 def categorical_pick(s0: np.ndarray, w: np.ndarray, alpha: float, gamma: np.ndarray,
                      u: np.ndarray, want_index: bool = True, block: int = 1024):
     """(index int64 (n,) or None, chosen (n,)) for float32 s0, w laid out (K, n) and u (n,), or
     None where some scores are not finite (the numpy path defines those)."""
+    k = _kernels()
     n = gamma.size
     index = np.empty(n if want_index else 0, dtype=np.int64)
     chosen = np.empty(n, dtype=np.float32)
-    if not _categorical_pick(s0, w, _F(alpha), gamma, u, index, chosen, block):
+    if not k._categorical_pick(s0, w, _F(alpha), gamma, u, index, chosen, block):
         return None
     return (index if want_index else None), chosen
 
@@ -286,12 +117,13 @@ def categorical_pick(s0: np.ndarray, w: np.ndarray, alpha: float, gamma: np.ndar
 def compiled() -> bool:
     """Compile (or load from numba's cache) every kernel once, on tiny inputs; True if it
     worked. Benchmarks call it first so that compilation is not timed."""
-    if numba is None:
+    if not _numba_installed():
         return False
     p = np.full(16, 0.5, dtype=np.float32)
     bernoulli_product(p, p, (1, 2, 3))
     sigmoid_mask_grad(p, p, p)
     sign_mask_grad(p, p, p)
+    exp_nonpositive(-p)
     categorical_pick(np.zeros((2, 16), dtype=np.float32), np.zeros((2, 16), dtype=np.float32),
                      1.0, p, p)
     return True

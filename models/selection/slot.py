@@ -16,7 +16,9 @@ exponential sampler is slow (~25x the cost per step on LeNet-300-100). On the CP
 come from `kernels.uniforms` (an SFC64 generator whose state is three numbers of torch's
 stream, 24 bits each as `torch.rand`'s, at a third of its cost; `torch.rand` itself for layers
 under `HOST_DRAW_MIN` connections) and the arithmetic runs K-first in numpy, with numpy's exp
-(within 2 ulp of torch's, ~2.5x faster); elsewhere `torch.rand` and torch's ops. The stream
+(within 2 ulp of torch's, ~2.5x faster); with numba the factored layer's draw is one blocked
+pass instead (`fused.categorical_pick`: the same uniforms and float32 arithmetic, Cephes' exp
+within 1 ulp); elsewhere `torch.rand` and torch's ops. The stream
 changed twice (Gumbel-max, then these uniforms): a PS trial's picks differ from those of earlier
 revisions for a given seed (tests/test_perf_slot.py checks the distribution by a chi-square
 test).

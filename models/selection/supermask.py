@@ -19,7 +19,9 @@ distribution is tested (tests/test_fastpaths.py), and a draw advances torch's ge
 exactly three numbers, so seeding, resuming and packed trials reproduce it as before. The
 comparison and `weight * mask` run in numpy (kernels.py: torch's bool kernels are slow on the
 CPU), and the backward reuses p = sigmoid(logit) from the forward (one weight-sized tensor kept
-per layer, one sigmoid pass saved per step). CUDA keeps `torch.bernoulli`, already one fused
+per layer, one sigmoid pass saved per step). With numba (fused.py), a training forward draws the
+mask and forms weight * mask in one pass and the backward is one pass too
+(`SampledMaskedWeight`): the same bits as the numpy path, which runs without numba. CUDA keeps `torch.bernoulli`, already one fused
 kernel there, and recomputes sigmoid(logit) in backward rather than keeping it (memory).
 """
 
