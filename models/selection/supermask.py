@@ -21,8 +21,9 @@ comparison and `weight * mask` run in numpy (kernels.py: torch's bool kernels ar
 CPU), and the backward reuses p = sigmoid(logit) from the forward (one weight-sized tensor kept
 per layer, one sigmoid pass saved per step). With numba (fused.py), a training forward draws the
 mask and forms weight * mask in one pass and the backward is one pass too
-(`SampledMaskedWeight`): the same bits as the numpy path, which runs without numba. CUDA keeps `torch.bernoulli`, already one fused
-kernel there, and recomputes sigmoid(logit) in backward rather than keeping it (memory).
+(`SampledMaskedWeight`): the same bits as the numpy path, which runs without numba. CUDA keeps
+`torch.bernoulli`, already one fused kernel there, and recomputes sigmoid(logit) in backward
+rather than keeping it (memory).
 """
 
 from __future__ import annotations
