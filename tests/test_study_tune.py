@@ -7,12 +7,13 @@ from __future__ import annotations
 import contextlib
 import io
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from hiddenlab.cli import main
 from hiddenlab.study import export, plan
-from hiddenlab.study.runner import RunOptions, run_study
+from hiddenlab.study.runner import Progress, RunOptions, run_study
 
 pytestmark = pytest.mark.timeout(900)
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -24,8 +25,10 @@ EPOCHS = 3
 def asha(ray_session, tmp_path_factory):
     """The ASHA example at smoke size and 3 epochs: 2 K x 4 learning rates."""
     storage = tmp_path_factory.mktemp("asha")
+    # progress lines every 0.2 s: the smoke trials (~0.2 s an epoch) can all finish between two
+    # lines a second apart, and then no line shows a running trial with an ETA
     opts = RunOptions(scale="smoke", storage=str(storage), overrides=[f"epochs={EPOCHS}"],
-                      figures=False, heartbeat_s=1.0)
+                      figures=False, heartbeat_s=0.2)
     planned = plan(ASHA, opts)
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
@@ -61,6 +64,20 @@ def test_progress_lines_show_done_running_left_and_an_eta(asha):
     assert lines, log[-2000:]
     assert any("running" in ln and "left" in ln and "ETA" in ln for ln in lines), lines
     assert "stopped by the scheduler at epoch" in log
+
+
+def test_progress_line_counts_trials_and_estimates_what_is_left():
+    trials = [SimpleNamespace(trial_id="a", status="RUNNING", config={"epochs": 3}),
+              SimpleNamespace(trial_id="b", status="TERMINATED", config={"epochs": 3}),
+              SimpleNamespace(trial_id="c", status="PENDING", config={"epochs": 5})]
+    progress = Progress(total=4, epochs=3)
+    assert progress.line(trials) == "1/4 done, 1 running, 2 left"     # no epoch timed yet
+    progress.result("a", {"epoch": 1, "epoch_time_s": 2.0})
+    progress.result("b", {"epoch": 3, "epoch_time_s": 4.0})
+    # left: a 2 epochs, c 5, one trial not created yet 3 = 10 epochs x 3.0 s, one running
+    assert progress.line(trials) == "1/4 done, 1 running, 2 left; 3.00 s/epoch, ETA 30s"
+    trials[2].status = "RUNNING"
+    assert progress.line(trials).endswith("ETA 15s")                  # two share the work
 
 
 def test_rerun_skips_finished_and_stopped_trials(asha):
