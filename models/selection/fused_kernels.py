@@ -70,7 +70,7 @@ def _bernoulli_product(p, w, bytes_, s, out, mask):
         b = _F(bytes_[i])
         m = b < whole
         mask[i] = np.uint8(m) + np.uint8(2) * np.uint8(b == whole)
-        out[i] = w[i] * (_F(1.0) if m else _F(0.0))
+        out[i] = w[i] * _F(np.int32(m))   # 1.0 or 0.0, branch-free
     word, buffered = _U(0), False   # numpy's uint32 buffer: low half first, then high
     for i in range(n):
         if mask[i] >= 2:
@@ -81,7 +81,7 @@ def _bernoulli_product(p, w, bytes_, s, out, mask):
             t = p[i] * _F(256.0)
             m = v < t - _floor_256p(t)
             mask[i] = m
-            out[i] = w[i] * (_F(1.0) if m else _F(0.0))
+            out[i] = w[i] * _F(np.int32(m))   # 1.0 or 0.0, branch-free
 
 
 @_jit
@@ -95,7 +95,7 @@ def _sigmoid_mask_grad(grad, w, p, out):
 def _sign_mask_grad(grad, w, s, out):
     for i in range(grad.size):
         v = s[i]
-        sgn = _F(1.0) if v > _F(0.0) else (_F(-1.0) if v < _F(0.0) else _F(0.0))
+        sgn = _F(np.int32(v > _F(0.0)) - np.int32(v < _F(0.0)))   # torch's sgn, branch-free
         out[i] = grad[i] * w[i] * sgn
 
 
