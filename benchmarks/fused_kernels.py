@@ -9,7 +9,8 @@ Two measures per model and method, each the median over repeats (`--repeats`) of
   matrix products), with the caches flushed first (a 64 MB pass), as inside a training step
   where the products have just evicted them;
 * `step`: the whole training step on random data (forward, cross-entropy, backward, the
-  trainer's SGD), the figure the epoch benchmark's ratios are made of.
+  trainer's SGD), the figure the epoch benchmark's ratios are made of; dense training's step,
+  timed in the same repeats, gives each its ratio to dense (the median of the paired ratios).
 
 CPU, one torch thread. Not a test: run by hand (~2 minutes).
 
@@ -67,11 +68,13 @@ def training_step(net, opt, x, y) -> float:
     return time.perf_counter() - start
 
 
-def measure(model: str, method: str, args, steps: int) -> dict:
+def measure(model: str, method: str, args, steps: int, dense) -> dict:
     net, opt, x, y = build(model, method, args.batch)
     flush = torch.ones(16 << 20)
     times = {(kind, on): [] for kind in ("selection", "step") for on in (False, True)}
+    dense_s = []
     for repeat in range(args.repeats + 1):          # the first repeat warms up
+        base = sum(training_step(*dense) for _ in range(steps)) / steps
         for on in ((True, False) if repeat % 2 else (False, True)):
             fused.ENABLED = on
             sel = sum(selection_pass(net, flush) for _ in range(steps))
@@ -79,13 +82,18 @@ def measure(model: str, method: str, args, steps: int) -> dict:
             if repeat:
                 times["selection", on].append(sel / steps)
                 times["step", on].append(step / steps)
+        if repeat:
+            dense_s.append(base)
     fused.ENABLED = True
-    row = {"model": model, "method": method}
+    row = {"model": model, "method": method, "dense_step_ms": statistics.median(dense_s) * 1e3}
     for kind in ("selection", "step"):
         numpy_ms = statistics.median(times[kind, False]) * 1e3
         fused_ms = statistics.median(times[kind, True]) * 1e3
         row.update({f"{kind}_numpy_ms": numpy_ms, f"{kind}_fused_ms": fused_ms,
                     f"{kind}_speedup": numpy_ms / fused_ms})
+    for on, name in ((False, "numpy"), (True, "fused")):
+        row[f"{name}_vs_dense"] = statistics.median(
+            t / d for t, d in zip(times["step", on], dense_s))
     return row
 
 
@@ -103,17 +111,20 @@ def main() -> None:
     torch.set_num_threads(1)
     tune_host_allocator()
     print(f"{'model':15} {'method':10} {'selection numpy':>16} {'fused':>8} {'x':>6}"
-          f" {'step numpy':>11} {'fused':>8} {'x':>6}")
+          f" {'step numpy':>11} {'fused':>8} {'x':>6} {'dense':>8} {'vs dense: numpy':>16}"
+          f" {'fused':>6}")
     rows = []
     for model in args.models:
         steps = min(args.steps, 2) if model.startswith("conv") else args.steps  # ~0.2 s a step
+        dense = build(model, "dense", args.batch)   # (net, optimiser, x, y)
         for method in args.methods:
-            r = measure(model, method, args, steps)
+            r = measure(model, method, args, steps, dense)
             rows.append(r)
             print(f"{model:15} {method:10} {r['selection_numpy_ms']:13.2f} ms "
                   f"{r['selection_fused_ms']:8.2f} {r['selection_speedup']:5.2f}x"
                   f" {r['step_numpy_ms']:8.2f} ms {r['step_fused_ms']:8.2f}"
-                  f" {r['step_speedup']:5.2f}x", flush=True)
+                  f" {r['step_speedup']:5.2f}x {r['dense_step_ms']:8.2f}"
+                  f" {r['numpy_vs_dense']:15.2f}x {r['fused_vs_dense']:5.2f}x", flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
