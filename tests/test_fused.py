@@ -3,6 +3,10 @@ supermask draw and product and its backward bit for bit, the slot-ps pick equal 
 last-ulp rounding (and its own distribution), and the layers giving the same results with the
 kernels on and off. No timings here."""
 
+import importlib.machinery
+import sys
+import types
+
 import numpy as np
 import pytest
 import torch
@@ -116,6 +120,22 @@ def test_edgepopup_layer_is_the_same_with_and_without_the_kernels(monkeypatch, u
         results.append((out.detach(), layer.scores.grad))
     for a, b in zip(*results):
         assert torch.equal(a, b)
+
+
+def test_a_numba_that_does_not_import_leaves_the_numpy_paths(monkeypatch):
+    with_kernels = _supermask_step(True, monkeypatch)
+    broken = types.ModuleType("numba")      # importable, but without njit: fused_kernels fails
+    broken.__spec__ = importlib.machinery.ModuleSpec("numba", None)
+    monkeypatch.setitem(sys.modules, "numba", broken)
+    monkeypatch.delitem(sys.modules, "hiddenlab.models.selection.fused_kernels", raising=False)
+    fused._kernels.cache_clear()
+    try:
+        with pytest.warns(RuntimeWarning, match="numba does not import"):
+            assert not fused.available()
+        for a, b in zip(_supermask_step(True, monkeypatch), with_kernels):
+            assert torch.equal(a, b)        # the numpy path, the same bits
+    finally:
+        fused._kernels.cache_clear()        # the real kernels again for the tests after this
 
 
 # --- slot-ps -------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ import functools
 import importlib
 import importlib.util
 import os
+import warnings
 
 import numpy as np
 
@@ -42,21 +43,24 @@ _F = np.float32
 ENABLED = os.environ.get("HIDDENLAB_FUSED", "1") != "0"
 
 
-@functools.cache
-def _numba_installed() -> bool:
-    return importlib.util.find_spec("numba") is not None
-
-
 def available() -> bool:
-    """Whether the layers use these kernels (numba installed and `ENABLED`)."""
-    return ENABLED and _numba_installed()
+    """Whether the layers use these kernels: `ENABLED` and numba importable. Asked at the
+    first host kernel call, so numba (~0.35 s to import) loads only in processes that use it."""
+    return ENABLED and _kernels() is not None
 
 
 @functools.cache
 def _kernels():
-    """fused_kernels, imported at the first kernel call (numba's import takes ~0.35 s, which
-    a process that never draws on the host should not pay)."""
-    return importlib.import_module(".fused_kernels", __package__)
+    """fused_kernels, or None where numba is missing or does not import (e.g. a numba built
+    for another numpy): the numpy paths then run, after one warning."""
+    if importlib.util.find_spec("numba") is None:
+        return None
+    try:
+        return importlib.import_module(".fused_kernels", __package__)
+    except Exception as e:  # noqa: BLE001 - any import failure means: no kernels
+        warnings.warn(f"hiddenlab: numba does not import ({type(e).__name__}: {e}); the "
+                      "selection layers use their numpy paths", RuntimeWarning, stacklevel=2)
+        return None
 
 
 def bernoulli_product(p: np.ndarray, w: np.ndarray, seed) -> tuple[np.ndarray, np.ndarray]:
@@ -117,7 +121,7 @@ def categorical_pick(s0: np.ndarray, w: np.ndarray, alpha: float, gamma: np.ndar
 def compiled() -> bool:
     """Compile (or load from numba's cache) every kernel once, on tiny inputs; True if it
     worked. Benchmarks call it first so that compilation is not timed."""
-    if not _numba_installed():
+    if _kernels() is None:
         return False
     p = np.full(16, 0.5, dtype=np.float32)
     bernoulli_product(p, p, (1, 2, 3))
