@@ -7,9 +7,9 @@ step, and inside a step each pass runs on caches that the matrix products have j
 numba is installed with FFCV (its JIT). The kernels live in fused_kernels.py, imported at the
 first call (numba's own import is ~0.35 s, which processes that never draw on the host skip),
 compiled at first use and cached on disk (`cache=True`: ~5 s once per checkout, ~0.1 s to load
-in a new process). `available()` says whether they run; without numba, or with
-HIDDENLAB_FUSED=0, the numpy paths (kernels.py, supermask.py, slot.py, edgepopup.py) compute the
-same results.
+in a new process). `available()` says whether they run; without numba (or with one that does
+not import: a warning, once), or with HIDDENLAB_FUSED=0, the numpy paths (kernels.py,
+supermask.py, slot.py, edgepopup.py) compute the same results.
 
 What each kernel reproduces, and how exactly (tests/test_fused.py):
 * `bernoulli_product`: supermask's `host_bernoulli` draw and `weight * mask`, bit for bit: the
